@@ -1,0 +1,97 @@
+"""The `del` command: one Typer app, one error path.
+
+Every user-caused error is a `DelError` (or a click usage error) and becomes
+one line on stderr with exit code 2; `--debug` shows the traceback instead.
+Subcommands live in sibling modules and import heavy libraries lazily.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from delcli import __version__
+from delcli.errors import DelError
+
+app = typer.Typer(
+    name="del",
+    help="Dense audio-visual event localization: every event of a video, "
+    "with start, end, class and score.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"del {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks instead of one-line errors."
+    ),
+) -> None:
+    """Dense audio-visual event localization (DEL)."""
+
+
+def _register_commands() -> None:
+    from delcli.cli import eval_cmd
+
+    eval_cmd.register(app)
+
+
+_register_commands()
+
+
+def _error(message: str) -> None:
+    typer.echo(f"del: error: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `del` console script; returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="del", standalone_mode=False)
+    except typer.TyperException as error:  # usage errors: unknown option, bad value, …
+        if debug:
+            raise
+        context = getattr(error, "ctx", None)
+        where = context.command_path if context else "del"
+        _error(f"{error.format_message()} (see '{where} --help')")
+        return 2
+    except DelError as error:
+        if debug:
+            raise
+        _error(str(error))
+        return 2
+    except BrokenPipeError:  # `del eval … | head`: the reader left; not an error
+        sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silences the flush at exit
+        return 0
+    except (KeyboardInterrupt, typer.Abort):
+        _error("interrupted")
+        return 130
+    except Exception as error:  # a bug in del: say so, in one line
+        if debug:
+            raise
+        _error(f"internal error: {type(error).__name__}: {error} (rerun with --debug)")
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

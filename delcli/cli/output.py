@@ -1,0 +1,42 @@
+"""How commands talk: data to stdout in the asked format, everything else to stderr."""
+
+from __future__ import annotations
+
+import csv
+import enum
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+
+class OutputFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def stdout_console() -> Console:
+    # A pipe gets plain text wide enough that tables do not wrap.
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+def note(message: str) -> None:
+    """A log line for the user, on stderr."""
+    stderr_console().print(f"[dim]note:[/dim] {message}", highlight=False)
+
+
+def write_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def write_csv(header: list[str], rows: list[list[Any]]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)

@@ -1,0 +1,195 @@
+"""Detections to be scored: ActivityNet results JSON or CSV, into flat arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from delcli.data.formats import read_csv_rows, read_json
+from delcli.errors import DataError
+
+CSV_COLUMNS = ("video", "start", "end", "label", "score")
+RESULT_KEYS = ("segment", "score", "label")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Scored segments, one row per detection, in file order.
+
+    Attributes:
+        videos: distinct video ids, in order of first appearance.
+        video: (M,) int64 index into `videos`.
+        segments: (M, 2) float64 [start, end] seconds.
+        scores: (M,) float64.
+        label_names: distinct labels as written (str, or int for class ids).
+        label: (M,) int64 index into `label_names`.
+        source: file name for messages.
+    """
+
+    videos: list[str]
+    video: np.ndarray
+    segments: np.ndarray
+    scores: np.ndarray
+    label_names: list[str | int]
+    label: np.ndarray
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def read_predictions(path: Path | str) -> Predictions:
+    """Read ActivityNet results `.json` or `.csv` (`video,start,end,label,score`); `.gz` allowed."""
+    path = Path(path)
+    if path.name.removesuffix(".gz").endswith(".csv"):
+        return _read_csv(path)
+    return _read_results_json(path)
+
+
+def _read_results_json(path: Path) -> Predictions:
+    data = read_json(path)
+    if not isinstance(data, dict) or "results" not in data:
+        raise DataError(f"{path}: not an ActivityNet results file (no top-level 'results' key)")
+    results = data["results"]
+    if not isinstance(results, dict):
+        raise DataError(f"{path}: 'results' must map video ids to lists of detections")
+    videos = [str(v) for v in results]
+    counts, segments, scores, labels = [], [], [], []
+    for video_id, entries in results.items():
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: results['{video_id}'] must be a list of detections")
+        try:
+            segments.extend([entry["segment"] for entry in entries])
+            scores.extend([entry["score"] for entry in entries])
+            labels.extend([entry["label"] for entry in entries])
+        except (KeyError, TypeError):
+            _explain_entries(path, video_id, entries)
+            raise
+        counts.append(len(entries))
+    video = np.repeat(np.arange(len(videos)), counts)
+    entry = np.arange(len(video)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+    def describe(row: int) -> str:
+        return f"results['{videos[video[row]]}'][{entry[row]}]"
+
+    bounds = _segment_array(segments, path, describe)
+    return _build(path, videos, video, bounds, scores, labels, describe)
+
+
+def _explain_entries(path: Path, video_id: str, entries: list) -> None:
+    """Raise the precise error for the first malformed entry of one video."""
+    for number, entry in enumerate(entries):
+        where = f"results['{video_id}'][{number}]"
+        if not isinstance(entry, dict):
+            raise DataError(f"{path}: {where} must be an object")
+        missing = [repr(key) for key in RESULT_KEYS if key not in entry]
+        if missing:
+            raise DataError(f"{path}: {where} has no {', '.join(missing)}")
+
+
+def _segment_array(segments: list, path: Path, describe: Callable[[int], str]) -> np.ndarray:
+    """(M, 2) float64 from `[start, end]` lists, or an error naming the first bad one."""
+    try:
+        bounds = np.array(segments, dtype=np.float64)
+        if (bounds.ndim == 2 and bounds.shape[1] == 2) or len(segments) == 0:
+            return bounds.reshape(-1, 2)
+    except (TypeError, ValueError):
+        pass
+    for row, segment in enumerate(segments):
+        if not isinstance(segment, list | tuple) or len(segment) != 2:
+            raise DataError(
+                f"{path}: {describe(row)} 'segment' must be [start, end], got {segment!r}"
+            )
+        for value, name in zip(segment, ("start", "end"), strict=True):
+            if not _is_number(value):
+                raise DataError(f"{path}: {describe(row)} has a non-numeric {name} {value!r}")
+    raise DataError(f"{path}: segments are not all [start, end] pairs")
+
+
+def _read_csv(path: Path) -> Predictions:
+    rows = read_csv_rows(path, required=CSV_COLUMNS)
+    index: dict[str, int] = {}
+    video = np.array([index.setdefault(row["video"], len(index)) for row in rows], dtype=np.int64)
+
+    def describe(row: int) -> str:
+        return f"row {row + 2}"
+
+    bounds = _segment_array([[row["start"], row["end"]] for row in rows], path, describe)
+    scores = [row["score"] for row in rows]
+    labels = [row["label"] for row in rows]
+    return _build(path, list(index), video, bounds, scores, labels, describe)
+
+
+def _build(
+    path: Path,
+    videos: list[str],
+    video: np.ndarray,
+    segments: np.ndarray,
+    scores: list,
+    labels: list,
+    describe: Callable[[int], str],
+) -> Predictions:
+    """Validate the columns and intern the labels."""
+    if len(video) == 0:
+        raise DataError(f"{path}: holds no predictions")
+    try:
+        score = np.array(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        row = next(r for r, value in enumerate(scores) if not _is_number(value))
+        raise DataError(
+            f"{path}: {describe(row)} has a non-numeric score {scores[row]!r}"
+        ) from None
+    problems = (
+        (~np.isfinite(score), "a score that is not a finite number"),
+        (~np.isfinite(segments).all(axis=1), "a non-finite segment boundary"),
+        (segments[:, 0] < 0, "a negative start time"),
+        (segments[:, 1] < segments[:, 0], "a segment that ends before it starts"),
+    )
+    for bad, what in problems:
+        if bad.any():
+            row = int(np.argmax(bad))
+            start, end = segments[row]
+            raise DataError(
+                f"{path}: {describe(row)} has {what} "
+                f"(segment [{start:g}, {end:g}], score {score[row]:g})"
+            )
+    names: dict[str | int, int] = {}
+    try:
+        label = np.array([names.setdefault(name, len(names)) for name in labels], dtype=np.int64)
+        valid = all(_is_label(name) for name in names)
+    except TypeError:  # an unhashable label
+        valid = False
+    if not valid:
+        row = next(r for r, name in enumerate(labels) if not _is_label(name))
+        raise DataError(
+            f"{path}: {describe(row)} label {labels[row]!r} must be a class name or class id"
+        )
+    return Predictions(
+        videos=videos,
+        video=video,
+        segments=segments,
+        scores=score,
+        label_names=list(names),
+        label=label,
+        source=str(path),
+    )
+
+
+def _is_label(name: object) -> bool:
+    """A class name, or a non-negative integer class id."""
+    if isinstance(name, str):
+        return True
+    return isinstance(name, int) and not isinstance(name, bool) and name >= 0
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)  # numbers, and numeric strings from CSV
+        return True
+    except (TypeError, ValueError):
+        return False

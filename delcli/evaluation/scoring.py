@@ -1,0 +1,157 @@
+"""Score a predictions file against ground truth: the library behind `del eval`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from delcli.data.annotations import Annotations
+from delcli.data.benchmarks import DEFAULT_TIOUS, Benchmark, get_benchmark
+from delcli.data.formats import read_annotations
+from delcli.errors import ConfigError
+from delcli.evaluation.detection_map import DetectionMAP, align_predictions, detection_map
+from delcli.evaluation.predictions import read_predictions
+from delcli.resources import resource_path
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What `del eval` prints: the mAP table plus what was scored."""
+
+    dataset: str | None
+    split: str
+    ground_truth: str
+    predictions: str
+    result: DetectionMAP
+    average_tious: tuple[float, ...]
+    paper_tious: tuple[float, ...]
+    average_map: float
+    counts: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self, per_class: bool = False) -> dict:
+        tious = [float(t) for t in self.result.tious]
+        out = {
+            "dataset": self.dataset,
+            "split": self.split,
+            "ground_truth": self.ground_truth,
+            "predictions": self.predictions,
+            "tious": tious,
+            "map": {f"{t:g}": float(m) for t, m in zip(tious, self.result.mean_ap, strict=True)},
+            "average_tious": list(self.average_tious),
+            "average_map": self.average_map,
+            "counts": self.counts,
+            "notes": self.notes,
+        }
+        if per_class:
+            out["per_class"] = {
+                name: {f"{t:g}": float(a) for t, a in zip(tious, row, strict=True)}
+                for name, row in zip(self.result.classes, self.result.ap, strict=True)
+            }
+        return out
+
+
+def load_ground_truth(
+    ground_truth: Path | str | None, benchmark: Benchmark | None
+) -> tuple[Annotations, str]:
+    """Annotations from a file, or the benchmark's bundled ones; and a display name."""
+    if ground_truth is None:
+        if benchmark is None:
+            raise ConfigError(
+                "give --ground-truth FILE, or --dataset NAME to use bundled ground truth"
+            )
+        path = resource_path(benchmark.annotation_file)
+        display = f"bundled {benchmark.title} ({path.name.removesuffix('.gz')})"
+    else:
+        path, display = Path(ground_truth), str(ground_truth)
+    task = benchmark.epic_task if benchmark else None
+    return read_annotations(path, epic_task=task), display
+
+
+def score_predictions(
+    predictions: Path | str,
+    ground_truth: Path | str | None = None,
+    dataset: str | None = None,
+    split: str | None = None,
+    tious: tuple[float, ...] | None = None,
+    ignore_unknown_labels: bool = False,
+    clean_ground_truth: bool = False,
+) -> EvaluationReport:
+    """Official ActivityNet detection mAP of a predictions file.
+
+    Args:
+        predictions: ActivityNet results JSON or `video,start,end,label,score` CSV.
+        ground_truth: annotation file; None → the bundled file of `dataset`.
+        dataset: benchmark name: sets thresholds, default split, bundled ground truth.
+        split: subset to score; default: the benchmark's (else `validation`).
+        tious: thresholds; default: the benchmark's (else 0.5:0.05:0.95). All are averaged.
+        ignore_unknown_labels: drop predictions whose label is not a known class
+            (OpenTAD's behaviour) instead of stopping with an error.
+        clean_ground_truth: drop zero-length and duplicate ground truth
+            (ActionFormer/OpenTAD's behaviour; the official scorer keeps them).
+    """
+    benchmark = get_benchmark(dataset) if dataset else None
+    annotations, display = load_ground_truth(ground_truth, benchmark)
+    split = split or (benchmark.default_split if benchmark else "validation")
+    annotations = annotations.select_split(split)
+    notes: list[str] = []
+    if clean_ground_truth:
+        annotations, zero, duplicate = annotations.without_degenerate_events()
+        notes.append(f"dropped {zero} zero-length and {duplicate} duplicate ground-truth events")
+
+    if tious is not None:
+        table_tious = average_tious = tuple(tious)
+        paper_tious: tuple[float, ...] = ()
+    elif benchmark is not None:
+        table_tious, average_tious = benchmark.tious, benchmark.average_tious
+        paper_tious = benchmark.paper_tious
+    else:
+        table_tious = average_tious = DEFAULT_TIOUS
+        paper_tious = ()
+    all_tious = np.array(sorted(set(table_tious) | set(average_tious)))
+
+    loaded = read_predictions(predictions)
+    aligned = align_predictions(annotations, loaded, ignore_unknown_labels)
+    result = detection_map(annotations, aligned, all_tious)
+
+    counts = {
+        "videos": annotations.num_videos,
+        "ground_truth": annotations.num_events,
+        "classes": len(result.classes),
+        **aligned.counts,
+    }
+    if counts["unknown_label"]:
+        notes.append(f"ignored {counts['unknown_label']} predictions with unknown labels")
+    no_ground_truth = int(
+        (
+            np.bincount(annotations.labels, minlength=len(annotations.classes))[aligned.label] == 0
+        ).sum()
+    )
+    counts["class_without_ground_truth"] = no_ground_truth
+    if no_ground_truth:
+        notes.append(
+            f"{no_ground_truth} predictions are of classes with no ground truth in split "
+            f"'{split}' (not part of the mean, so they cannot change it)"
+        )
+    if counts["outside_split"]:
+        notes.append(
+            f"{counts['outside_split']} predictions are on videos outside split '{split}' "
+            "(scored as false positives, as the official scorer does)"
+        )
+    missing = sorted(set(range(annotations.num_videos)) - set(aligned.video.tolist()))
+    if missing:
+        notes.append(f"{len(missing)} of {annotations.num_videos} videos have no predictions")
+    return EvaluationReport(
+        dataset=benchmark.name if benchmark else None,
+        split=split,
+        ground_truth=display,
+        predictions=str(predictions),
+        result=result,
+        average_tious=tuple(average_tious),
+        paper_tious=paper_tious,
+        average_map=result.average(average_tious),
+        counts=counts,
+        notes=notes,
+    )

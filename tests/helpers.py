@@ -1,0 +1,44 @@
+"""Small hand-made ground truth and prediction files for tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from delcli.data.annotations import Annotations, build_annotations
+
+
+def make_ground_truth(
+    events: list[tuple[str, float, float, str]],
+    videos: list[str] | None = None,
+    classes: list[str] | None = None,
+) -> Annotations:
+    """Annotations of one 'test' split from (video, start, end, label) rows."""
+    names = videos or sorted({v for v, *_ in events})
+    index = {v: i for i, v in enumerate(names)}
+    return build_annotations(
+        [(v, 100.0, "test") for v in names],
+        [(index[v], s, e, label) for v, s, e, label in events],
+        classes,
+        source="hand-made",
+    )
+
+
+def write_results(path: Path, rows: list[tuple[str, float, float, str, float]]) -> Path:
+    """An ActivityNet results JSON from (video, start, end, label, score) rows."""
+    results: dict[str, list] = {}
+    for video, start, end, label, score in rows:
+        results.setdefault(video, []).append(
+            {"label": label, "score": score, "segment": [start, end]}
+        )
+    path.write_text(json.dumps({"version": "test", "results": results, "external_data": {}}))
+    return path
+
+
+def write_database(path: Path, events: list[tuple[str, float, float, str]], subset="test") -> Path:
+    database: dict[str, dict] = {}
+    for video, start, end, label in events:
+        entry = database.setdefault(video, {"subset": subset, "duration": 100.0, "annotations": []})
+        entry["annotations"].append({"label": label, "segment": [start, end]})
+    path.write_text(json.dumps({"version": "test", "database": database}))
+    return path
