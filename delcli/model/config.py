@@ -1,0 +1,177 @@
+"""Typed configuration of the DEL model, validated once.
+
+Every module takes the whole `ModelConfig` and reads the fields it needs.
+Defaults are the paper's / model.md's UnAV-100 values; zoo recipes override
+them per benchmark. Loading from YAML and dotted overrides live with the
+training code; this module only defines and validates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from delcli.errors import ConfigError
+
+Modalities = Literal["av", "a", "v"]
+
+
+def default_regression_ranges(n_levels: int) -> tuple[tuple[float, float], ...]:
+    """ActionFormer's ranges in grid steps: (0,4), (4,8), … doubling, the last open-ended."""
+    ranges = [(0.0, 4.0)] + [(4.0 * 2**i, 8.0 * 2**i) for i in range(n_levels - 1)]
+    ranges = ranges[:n_levels]
+    return (*ranges[:-1], (ranges[-1][0], float("inf")))
+
+
+@dataclass
+class LossConfig:
+    """Eq. (14): L = λ1·L_inter + λ2·L_intra + λ3·L_score + λ4·L_cls + λ5·L_reg."""
+
+    weights: tuple[float, float, float, float, float] = (0.1, 0.1, 0.5, 1.0, 1.0)
+    cls_loss: Literal["focal", "ce"] = "focal"
+    reg_loss: Literal["diou", "smooth_l1"] = "diou"
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    normalizer_momentum: float = 0.9
+    normalizer_init: float = 100.0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    """Architecture, assignment and decoding settings of one DEL model.
+
+    Tensors use one layout everywhere: features `(B, T, C)`, masks `(B, T)` bool.
+    """
+
+    # inputs
+    visual_dim: int = 2048
+    audio_dim: int = 128
+    num_classes: int = 100
+    modalities: Modalities = "av"
+    max_seq_len: int = 224
+    # embedding (model.md §1)
+    embed_dim: int = 512
+    position_encoding: bool = False
+    # AAC (§2)
+    aac: bool = True
+    n_aac: int = 2
+    n_heads: int = 8
+    # per-modality pyramid (§3)
+    n_stem: int = 2
+    n_levels: int = 6
+    window_size: int = 9  # local attention window (odd); 0 = global attention everywhere
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    drop_path: float = 0.1
+    # PAN (§4)
+    pan: bool = True
+    adapter_heads: int = 8
+    pool_tokens: int = 4
+    # heads and assignment (§5)
+    head_dim: int = 512
+    head_layers: int = 3
+    head_kernel: int = 3
+    prior_prob: float = 0.01
+    regression_ranges: tuple[tuple[float, float], ...] | None = None  # None → default for n_levels
+    center_sample_radius: float = 1.5
+    # SCL (§6)
+    scl: bool = True
+    projection_dim: int = 128
+    temperature_init: float = 0.07
+    max_negatives: int = 64
+    # decoding (§9)
+    pre_nms_thresh: float = 0.001
+    pre_nms_topk: int = 2000
+    min_duration: float = 0.05
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if self.regression_ranges is None:
+            self.regression_ranges = default_regression_ranges(self.n_levels)
+        self.regression_ranges = tuple(tuple(map(float, r)) for r in self.regression_ranges)
+        validate(self)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Stride of each pyramid level on the input grid: 1, 2, 4, …"""
+        return tuple(2**level for level in range(self.n_levels))
+
+    @property
+    def uses_visual(self) -> bool:
+        return self.modalities in ("av", "v")
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.modalities in ("av", "a")
+
+    @property
+    def length_divisor(self) -> int:
+        """Padded sequence lengths must be multiples of this (the coarsest stride)."""
+        return self.strides[-1]
+
+
+def nearest_valid_lengths(length: int, divisor: int) -> tuple[int, int]:
+    """The valid lengths just below and just above `length` (multiples of `divisor`)."""
+    below = max(divisor, length // divisor * divisor)
+    above = -(-length // divisor) * divisor
+    return below, above
+
+
+def validate(config: ModelConfig) -> None:
+    """Raise `ConfigError` naming the key and the allowed values for the first problem."""
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"model.{message}")
+
+    need(
+        config.modalities in ("av", "a", "v"),
+        f"modalities={config.modalities!r}; allowed: av, a, v",
+    )
+    need(config.num_classes >= 1, f"num_classes={config.num_classes}; must be >= 1")
+    if config.uses_visual:
+        need(config.visual_dim >= 1, f"visual_dim={config.visual_dim}; must be >= 1")
+    if config.uses_audio:
+        need(config.audio_dim >= 1, f"audio_dim={config.audio_dim}; must be >= 1")
+    need(1 <= config.n_levels <= 8, f"n_levels={config.n_levels}; allowed: 1…8")
+    for key in ("n_heads", "adapter_heads"):
+        heads = getattr(config, key)
+        need(
+            heads >= 1 and config.embed_dim % heads == 0,
+            f"{key}={heads}; must divide embed_dim={config.embed_dim}",
+        )
+    need(
+        config.window_size == 0 or (config.window_size >= 3 and config.window_size % 2 == 1),
+        f"window_size={config.window_size}; must be 0 (global) or an odd number >= 3",
+    )
+    need(config.n_aac >= 0 and config.n_stem >= 0, "n_aac and n_stem must be >= 0")
+    need(config.pool_tokens >= 1, f"pool_tokens={config.pool_tokens}; must be >= 1")
+    need(config.head_layers >= 1, f"head_layers={config.head_layers}; must be >= 1")
+    need(
+        len(config.regression_ranges) == config.n_levels,
+        f"regression_ranges has {len(config.regression_ranges)} entries; "
+        f"n_levels={config.n_levels} needs one per level",
+    )
+    need(0.0 < config.prior_prob < 1.0, f"prior_prob={config.prior_prob}; must lie in (0, 1)")
+    need(0.0 < config.temperature_init <= 1.0, "temperature_init must lie in (0, 1]")
+    divisor = config.length_divisor
+    if config.max_seq_len % divisor:
+        below, above = nearest_valid_lengths(config.max_seq_len, divisor)
+        raise ConfigError(
+            f"model.max_seq_len={config.max_seq_len} is not divisible by {divisor} "
+            f"(the stride of level {config.n_levels}); nearest valid: {below} or {above}"
+        )
+    weights = config.loss.weights
+    need(
+        len(weights) == 5 and all(w >= 0 for w in weights),
+        f"loss.weights={weights}; five non-negative numbers (inter, intra, score, cls, reg)",
+    )
+    need(
+        config.loss.cls_loss in ("focal", "ce"),
+        f"loss.cls_loss={config.loss.cls_loss!r}; allowed: focal, ce",
+    )
+    need(
+        config.loss.reg_loss in ("diou", "smooth_l1"),
+        f"loss.reg_loss={config.loss.reg_loss!r}; allowed: diou, smooth_l1",
+    )
