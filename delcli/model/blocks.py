@@ -153,7 +153,8 @@ class MultiHeadAttention(nn.Module):
         self.n_heads = n_heads
         self.dropout = dropout
         self.query = nn.Linear(channels, channels)
-        self.key = nn.Linear(channels, channels)
+        # a key bias shifts every score of a query equally; softmax ignores it
+        self.key = nn.Linear(channels, channels, bias=False)
         self.value = nn.Linear(channels, channels)
         self.out = nn.Linear(channels, channels)
 

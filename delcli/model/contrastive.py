@@ -1,0 +1,369 @@
+"""Score-based contrastive learning (SCL, paper §3.3, Eq. 7–10; model.md §6).
+
+Token heads on the AAC outputs predict whether a step lies inside an event
+(s_t, Eq. 9) and its class (c_t): L_score. Their confident predictions pick the
+intra-sample pairs (Fig. 3) without gradient; Eq. (10) pulls each positive
+towards its counterpart in the other modality and away from that modality's
+hard negatives, Eq. (7) aligns a video's two CLS tokens against the other
+videos of the global batch. Gradients flow through the projection heads and τ;
+the loss arithmetic runs in float32, also under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from delcli.errors import DataError
+from delcli.model.config import ModelConfig
+
+TEMPERATURE_RANGE = (0.01, 1.0)
+
+
+def token_targets(
+    segments: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    mask: torch.Tensor,
+    num_classes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step targets of the token heads (Eq. 9).
+
+    Args:
+        segments: per video (N_b, 2) start, end in grid steps; step t lies inside
+            an event when start <= t <= end.
+        labels: per video (N_b,) class indices in [0, num_classes).
+        mask: (B, T) bool, True on valid steps.
+
+    Returns:
+        in_event (B, T) bool: a valid step inside some event.
+        token_label (B, T) long: the label of the shortest covering event (ties →
+        the lower event index), −1 on background and padding.
+    """
+    batch, length = mask.shape
+    if len(segments) != batch or len(labels) != batch:
+        raise DataError(
+            f"token_targets got {len(segments)} segment and {len(labels)} label tensors "
+            f"for a batch of {batch} videos"
+        )
+    device = mask.device
+    all_labels = torch.cat([lab.reshape(-1) for lab in labels]).to(device)
+    outside = (all_labels < 0) | (all_labels >= num_classes)
+    if bool(outside.any()):
+        bad = all_labels[outside].unique().tolist()
+        raise DataError(f"event labels must lie in [0, {num_classes}); got {bad}")
+    steps = torch.arange(length, device=device, dtype=torch.float32)
+    token_label = torch.full((batch, length), -1, dtype=torch.long, device=device)
+    for b, (seg, lab) in enumerate(zip(segments, labels, strict=True)):
+        if seg.numel() == 0:
+            continue
+        seg = seg.to(device=device, dtype=torch.float32).reshape(-1, 2)
+        inside = (seg[:, :1] <= steps) & (steps <= seg[:, 1:])  # (N, T)
+        duration = (seg[:, 1] - seg[:, 0]).unsqueeze(1).expand_as(inside)
+        # argmin returns the first minimum, so equal durations go to the lower index.
+        shortest = duration.masked_fill(~inside, math.inf).argmin(dim=0)  # (T,)
+        covered = inside.any(dim=0) & mask[b]
+        token_label[b] = torch.where(covered, lab.to(device)[shortest], -1)
+    return token_label >= 0, token_label
+
+
+@dataclass
+class PairSelection:
+    """Score-based pairs of one modality (Fig. 3).
+
+    Attributes:
+        positives: (B, T) bool, I_P: in-event, σ(s_t) > 0.5 and argmax c_t = label.
+        hard_negatives: (B, T) bool, I_HN: valid, σ(s_t) > 0.5 and argmax c_t ≠ label.
+        confidence: (B, T) the score logits s_t, ranking hard negatives when capped.
+    """
+
+    positives: torch.Tensor
+    hard_negatives: torch.Tensor
+    confidence: torch.Tensor
+
+
+@torch.no_grad()
+def select_pairs(
+    score_logits: torch.Tensor,
+    category_logits: torch.Tensor,
+    in_event: torch.Tensor,
+    token_label: torch.Tensor,
+    mask: torch.Tensor,
+) -> PairSelection:
+    """Positives and hard negatives from the token heads' predictions.
+
+    Args:
+        score_logits: (B, T) logits of s_t.
+        category_logits: (B, T, C) logits of c_t.
+        in_event, token_label, mask: (B, T) as from `token_targets`; background
+            (label −1) never equals an argmax, so a confident background step is
+            a hard negative.
+    """
+    confident = mask & (score_logits > 0)  # σ(s_t) > 0.5
+    correct = category_logits.argmax(dim=-1) == token_label
+    return PairSelection(
+        positives=confident & in_event & correct,
+        hard_negatives=confident & ~correct,
+        confidence=score_logits.detach(),
+    )
+
+
+def positive_targets(
+    z_other: torch.Tensor, other_positives: torch.Tensor, token_label: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """z⁺ for an anchor at every step: the other modality's token at the same step if
+    that is one of its positives, else the re-normalised mean of its positives of the
+    same class in this video.
+
+    Args:
+        z_other: (B, T, P) normalised projections; other_positives: (B, T) bool.
+        token_label: (B, T) long.
+
+    Returns:
+        z_plus (B, T, P) and has_positive (B, T) bool (False: no z⁺ exists).
+    """
+    same_class = (token_label.unsqueeze(2) == token_label.unsqueeze(1)) & other_positives.unsqueeze(
+        1
+    )  # (B, T_anchor, T_other)
+    class_mean = F.normalize(
+        torch.einsum("bts,bsp->btp", same_class.to(z_other.dtype), z_other), dim=-1
+    )
+    z_plus = torch.where(other_positives.unsqueeze(-1), z_other, class_mean)
+    has_positive = other_positives | same_class.any(dim=2)
+    return z_plus, has_positive
+
+
+def hardest_negatives(
+    hard_negatives: torch.Tensor, confidence: torch.Tensor, max_negatives: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """At most `max_negatives` hard negatives per video, the most confident (highest
+    s_t) first: deterministic, and the hardest. `hard_negatives`, `confidence` (B, T).
+
+    Returns:
+        index (B, K) step indices and valid (B, K) bool, K = min(max_negatives, T).
+    """
+    k = min(max_negatives, hard_negatives.shape[1])
+    ranking = confidence.float().masked_fill(~hard_negatives, -math.inf)
+    index = ranking.topk(k, dim=1).indices
+    return index, hard_negatives.gather(1, index)
+
+
+def anchored_intra_loss(
+    z_anchor: torch.Tensor,
+    anchor: PairSelection,
+    z_other: torch.Tensor,
+    other: PairSelection,
+    token_label: torch.Tensor,
+    temperature: torch.Tensor,
+    max_negatives: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One direction of Eq. (10): anchors from one modality, z⁺ and z⁻ from the other.
+
+    Args:
+        z_anchor, z_other: (B, T, P) normalised projections; anchor, other: their pairs.
+
+    Returns:
+        loss (B,): Eq. (8) averaged over the video's anchors (0 without anchors),
+        has_terms (B,) bool: the video has an anchor with a z⁺ and a negative.
+    """
+    z_anchor, z_other = z_anchor.float(), z_other.float()
+    z_plus, has_positive = positive_targets(z_other, other.positives, token_label)
+    negative_index, negative_valid = hardest_negatives(
+        other.hard_negatives, other.confidence, max_negatives
+    )
+    anchors = anchor.positives & has_positive & negative_valid.any(dim=1, keepdim=True)
+    z_minus = z_other.gather(1, negative_index.unsqueeze(-1).expand(-1, -1, z_other.shape[-1]))
+    positive_logit = (z_anchor * z_plus).sum(-1) / temperature  # (B, T)
+    negative_logits = torch.einsum("btp,bkp->btk", z_anchor, z_minus) / temperature
+    negative_logits = negative_logits.masked_fill(~negative_valid.unsqueeze(1), -math.inf)
+    # Eq. (8): −log(e^{z·z⁺/τ} / (e^{z·z⁺/τ} + Σ e^{z·z⁻/τ})); finite since z⁺'s logit is.
+    logits = torch.cat([positive_logit.unsqueeze(-1), negative_logits], dim=-1)
+    per_anchor = torch.where(anchors, logits.logsumexp(dim=-1) - positive_logit, 0.0)
+    count = anchors.sum(dim=1)
+    return per_anchor.sum(dim=1) / count.clamp(min=1), count > 0
+
+
+def intra_sample_loss(
+    z_visual: torch.Tensor,
+    z_audio: torch.Tensor,
+    visual: PairSelection,
+    audio: PairSelection,
+    token_label: torch.Tensor,
+    temperature: torch.Tensor,
+    max_negatives: int,
+) -> torch.Tensor:
+    """Eq. (10): visual-anchored plus audio-anchored terms, averaged over the videos
+    that have any term; zero (never NaN) when none has. z_*: (B, T, P) normalised."""
+    v_loss, v_terms = anchored_intra_loss(
+        z_visual, visual, z_audio, audio, token_label, temperature, max_negatives
+    )
+    a_loss, a_terms = anchored_intra_loss(
+        z_audio, audio, z_visual, visual, token_label, temperature, max_negatives
+    )
+    videos = (v_terms | a_terms).sum()
+    return (v_loss + a_loss).sum() / videos.clamp(min=1)
+
+
+def _gather_with_gradient(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    """Under DDP: each tensor concatenated over ranks (autograd flows back to every
+    rank) and the offset of this rank's rows. Every rank must hold the same batch
+    size (DistributedSampler guarantees it)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(tensors), 0
+    from torch.distributed.nn.functional import all_gather
+
+    gathered = [torch.cat(all_gather(t), dim=0) for t in tensors]
+    return gathered, dist.get_rank() * tensors[0].shape[0]
+
+
+def inter_sample_loss(
+    z_visual: torch.Tensor, z_audio: torch.Tensor, temperature: torch.Tensor
+) -> torch.Tensor:
+    """Eq. (7–8): symmetric InfoNCE between matched CLS projections, the other
+    videos of the global batch as negatives.
+
+    Args:
+        z_visual, z_audio: (B, P) normalised CLS_V / CLS_A projections of this rank.
+
+    Returns:
+        visual→audio plus audio→visual cross-entropy, each a mean over this rank's
+        anchors (log B each when all projections are equal).
+    """
+    z_visual, z_audio = z_visual.float(), z_audio.float()
+    (all_visual, all_audio), offset = _gather_with_gradient(z_visual, z_audio)
+    targets = torch.arange(z_visual.shape[0], device=z_visual.device) + offset
+    visual_to_audio = z_visual @ all_audio.T / temperature
+    audio_to_visual = z_audio @ all_visual.T / temperature
+    return F.cross_entropy(visual_to_audio, targets) + F.cross_entropy(audio_to_visual, targets)
+
+
+def token_score_loss(
+    score_logits: torch.Tensor,
+    category_logits: torch.Tensor,
+    in_event: torch.Tensor,
+    token_label: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """L_score of one modality: BCE of s_t against in_event, mean over valid steps,
+    plus cross-entropy of c_t against the label, mean over in-event steps (0 if none).
+    score_logits (B, T); category_logits (B, T, C); the rest (B, T)."""
+    bce = F.binary_cross_entropy_with_logits(
+        score_logits.float(), in_event.to(torch.float32), reduction="none"
+    )
+    bce = torch.where(mask, bce, 0.0).sum() / mask.sum().clamp(min=1)
+    target = token_label.masked_fill(~in_event, -1)
+    ce = F.cross_entropy(
+        category_logits.float().flatten(0, 1), target.flatten(), ignore_index=-1, reduction="sum"
+    )
+    return bce + ce / in_event.sum().clamp(min=1)
+
+
+class TokenHeads(nn.Module):
+    """Score head s_t (d → 1), category head c_t (d → C) and, when both modalities are
+    used, the projection head (d → d → projection_dim, L2-normalised)."""
+
+    def __init__(self, config: ModelConfig, projection: bool) -> None:
+        super().__init__()
+        d = config.embed_dim
+        self.score = nn.Linear(d, 1)
+        self.category = nn.Linear(d, config.num_classes)
+        self.projection = (
+            nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, config.projection_dim))
+            if projection
+            else None
+        )
+
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`x (B, T, d)` → score logits (B, T) and category logits (B, T, C)."""
+        return self.score(x).squeeze(-1), self.category(x)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """`x (..., d)` → unit vectors (..., projection_dim)."""
+        return F.normalize(self.projection(x).float(), dim=-1)
+
+
+class ScoreContrastive(nn.Module):
+    """SCL: token heads, L_score, and the inter/intra-sample contrastive losses.
+
+    With one modality only the token heads exist (no projection heads, no τ, so
+    DDP sees no unused parameters) and `inter`, `intra` are zero.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        paired = config.modalities == "av"
+        names = [
+            n for n, used in (("visual", config.uses_visual), ("audio", config.uses_audio)) if used
+        ]
+        self.heads = nn.ModuleDict({name: TokenHeads(config, paired) for name in names})
+        if paired:
+            self.log_temperature = nn.Parameter(torch.tensor(math.log(config.temperature_init)))
+        else:
+            self.register_parameter("log_temperature", None)
+
+    def temperature(self) -> torch.Tensor:
+        """τ = exp(log τ), clamped to [0.01, 1]."""
+        return self.log_temperature.exp().clamp(*TEMPERATURE_RANGE)
+
+    def forward(
+        self,
+        visual: torch.Tensor | None,
+        audio: torch.Tensor | None,
+        cls_visual: torch.Tensor | None,
+        cls_audio: torch.Tensor | None,
+        mask: torch.Tensor,
+        in_event: torch.Tensor,
+        token_label: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Scalar losses `score`, `inter`, `intra`.
+
+        Args:
+            visual, audio: (B, T, d) AAC token features, None when absent.
+            cls_visual, cls_audio: (B, d) CLS tokens, None when absent.
+            mask: (B, T) bool; in_event, token_label: (B, T) from `token_targets`.
+        """
+        in_event = in_event & mask
+        features = {"visual": visual, "audio": audio}
+        predictions = {
+            name: head.predict(features[name])
+            for name, head in self.heads.items()
+            if features[name] is not None
+        }
+        # Float32 loss arithmetic: contrastive logits are divided by τ down to 0.01.
+        with torch.autocast(mask.device.type, enabled=False):
+            score = mask.new_zeros((), dtype=torch.float32)
+            for score_logits, category_logits in predictions.values():
+                score = score + token_score_loss(
+                    score_logits, category_logits, in_event, token_label, mask
+                )
+        losses = {"score": score, "inter": score.new_zeros(()), "intra": score.new_zeros(())}
+        if self.log_temperature is None:
+            return losses
+        visual_head, audio_head = self.heads["visual"], self.heads["audio"]
+        if cls_visual is not None and cls_audio is not None:
+            z_visual, z_audio = visual_head.project(cls_visual), audio_head.project(cls_audio)
+            with torch.autocast(mask.device.type, enabled=False):
+                losses["inter"] = inter_sample_loss(z_visual, z_audio, self.temperature())
+        if len(predictions) == 2:
+            visual_pairs, audio_pairs = (
+                select_pairs(s, c, in_event, token_label, mask)
+                for s, c in (predictions["visual"], predictions["audio"])
+            )
+            z_visual, z_audio = visual_head.project(visual), audio_head.project(audio)
+            with torch.autocast(mask.device.type, enabled=False):
+                losses["intra"] = intra_sample_loss(
+                    z_visual,
+                    z_audio,
+                    visual_pairs,
+                    audio_pairs,
+                    token_label,
+                    self.temperature(),
+                    self.config.max_negatives,
+                )
+        return losses

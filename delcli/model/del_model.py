@@ -1,0 +1,187 @@
+"""DEL: the modules of the paper composed into one network (Fig. 2).
+
+features → per-modality embedding → AAC (Eq. 5–6) → per-modality temporal
+pyramid → PAN with modality-guided adapters and adaptive pooling (Eq. 11–13)
+→ shared classification / regression heads; SCL (Eq. 7–10) reads the AAC
+tokens. `forward` returns raw head outputs; `losses` turns them and the ground
+truth into the weighted objective of Eq. (14); `candidates` decodes them into
+segments on the grid for post-processing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from delcli.errors import ConfigError
+from delcli.model.aac import AACOutput, AdaptiveAttention
+from delcli.model.assign import assign_batch, make_points
+from delcli.model.config import ModelConfig, nearest_valid_lengths
+from delcli.model.contrastive import ScoreContrastive, token_targets
+from delcli.model.decode import Candidates, decode_candidates
+from delcli.model.embedding import ModalityEmbedding
+from delcli.model.heads import ClassificationHead, RegressionHead
+from delcli.model.losses import PositiveCountNormalizer, detection_losses
+from delcli.model.pan import PathAggregation
+from delcli.model.pyramid import TemporalPyramid
+
+LOSS_TERMS = ("inter", "intra", "score", "cls", "reg")
+
+
+@dataclass
+class DELOutput:
+    """Raw network outputs for a batch.
+
+    Attributes:
+        cls_logits: per level (B, T_l, C).
+        offsets: per level (B, T_l, 2), distances in units of the level stride.
+        masks: per level (B, T_l) bool.
+        tokens: the AAC output (token features and CLS tokens) that SCL reads.
+    """
+
+    cls_logits: list[torch.Tensor]
+    offsets: list[torch.Tensor]
+    masks: list[torch.Tensor]
+    tokens: AACOutput
+
+
+class DELModel(nn.Module):
+    """The DEL network; `config.modalities`, `aac`, `scl`, `pan`, `n_levels` switch the
+    paper's ablations."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed_visual = (
+            ModalityEmbedding(config.visual_dim, config) if config.uses_visual else None
+        )
+        self.embed_audio = (
+            ModalityEmbedding(config.audio_dim, config) if config.uses_audio else None
+        )
+        self.aac = AdaptiveAttention(config)
+        self.pyramid_visual = TemporalPyramid(config) if config.uses_visual else None
+        self.pyramid_audio = TemporalPyramid(config) if config.uses_audio else None
+        self.pan = PathAggregation(config)
+        self.cls_head = ClassificationHead(config)
+        self.reg_head = RegressionHead(config)
+        self.contrastive = ScoreContrastive(config) if config.scl else None
+        self.normalizer = PositiveCountNormalizer(config.loss)
+
+    def forward(
+        self,
+        visual: torch.Tensor | None,
+        audio: torch.Tensor | None,
+        mask: torch.Tensor,
+    ) -> DELOutput:
+        """Run the network.
+
+        Args:
+            visual: (B, T, visual_dim), or None when `modalities` is "a".
+            audio: (B, T, audio_dim), or None when `modalities` is "v".
+            mask: (B, T) bool, True on valid steps; T must be a multiple of
+                `config.length_divisor`.
+        """
+        self._check_inputs(visual, audio, mask)
+        v = self.embed_visual(visual, mask) if self.embed_visual is not None else None
+        a = self.embed_audio(audio, mask) if self.embed_audio is not None else None
+        tokens = self.aac(v, a, mask)
+        v_levels = self.pyramid_visual(tokens.visual, mask) if self.pyramid_visual else None
+        a_levels = self.pyramid_audio(tokens.audio, mask) if self.pyramid_audio else None
+        levels = v_levels if v_levels is not None else a_levels
+        masks = [level_mask for _, level_mask in levels]
+        fused = self.pan(
+            [x for x, _ in v_levels] if v_levels is not None else None,
+            [x for x, _ in a_levels] if a_levels is not None else None,
+            masks,
+        )
+        return DELOutput(
+            cls_logits=self.cls_head(fused, masks),
+            offsets=self.reg_head(fused, masks),
+            masks=masks,
+            tokens=tokens,
+        )
+
+    def _check_inputs(
+        self, visual: torch.Tensor | None, audio: torch.Tensor | None, mask: torch.Tensor
+    ) -> None:
+        config = self.config
+        for name, x, used, dim in (
+            ("visual", visual, config.uses_visual, config.visual_dim),
+            ("audio", audio, config.uses_audio, config.audio_dim),
+        ):
+            if used and x is None:
+                raise ConfigError(f"modalities={config.modalities} needs {name} features")
+            if used and x.shape[-1] != dim:
+                raise ConfigError(
+                    f"{name} features have {x.shape[-1]} channels; the model expects "
+                    f"{name}_dim={dim}"
+                )
+            if used and x.shape[:2] != mask.shape:
+                raise ConfigError(
+                    f"{name} features {tuple(x.shape)} do not match mask {tuple(mask.shape)}"
+                )
+        length = mask.shape[1]
+        if length % config.length_divisor:
+            below, above = nearest_valid_lengths(length, config.length_divisor)
+            raise ConfigError(
+                f"sequence length {length} is not a multiple of {config.length_divisor} "
+                f"(n_levels={config.n_levels}); pad to {above} (or crop to {below})"
+            )
+
+    def losses(
+        self,
+        output: DELOutput,
+        segments: list[torch.Tensor],
+        labels: list[torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        """Every term of Eq. (14) and their weighted sum `total`.
+
+        Args:
+            output: `forward`'s result for the batch.
+            segments: per video (N_b, 2) event boundaries in grid steps.
+            labels: per video (N_b,) class indices.
+        """
+        config = self.config
+        points = make_points([m.shape[1] for m in output.masks], config).to(output.masks[0].device)
+        cls_targets, reg_targets = assign_batch(
+            points, segments, labels, config.num_classes, config.center_sample_radius
+        )
+        terms = detection_losses(
+            torch.cat(output.cls_logits, dim=1),
+            torch.cat(output.offsets, dim=1),
+            cls_targets,
+            reg_targets,
+            torch.cat(output.masks, dim=1),
+            config.loss,
+            self.normalizer,
+        )
+        zero = terms["cls"].new_zeros(())
+        if self.contrastive is not None:
+            grid_mask = output.masks[0]
+            in_event, token_label = token_targets(segments, labels, grid_mask, config.num_classes)
+            tokens = output.tokens
+            terms.update(
+                self.contrastive(
+                    tokens.visual,
+                    tokens.audio,
+                    tokens.cls_visual,
+                    tokens.cls_audio,
+                    grid_mask,
+                    in_event,
+                    token_label,
+                )
+            )
+        for name in LOSS_TERMS:
+            terms.setdefault(name, zero)
+        terms["total"] = sum(
+            weight * terms[name]
+            for weight, name in zip(config.loss.weights, LOSS_TERMS, strict=True)
+        )
+        return terms
+
+    @torch.no_grad()
+    def candidates(self, output: DELOutput) -> list[Candidates]:
+        """Per video: candidate segments (grid steps), scores and labels before NMS."""
+        return decode_candidates(output.cls_logits, output.offsets, output.masks, self.config)
