@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from delcli.data.annotations import Annotations
 from delcli.data.benchmarks import BENCHMARKS
 from delcli.data.formats import read_annotations
 from delcli.resources import resource_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Tests use tiny tensors: one thread avoids contention on small CI machines.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
