@@ -1,0 +1,146 @@
+"""A recipe: everything needed to train and evaluate one model.
+
+Zoo recipes live in `zoo/<name>.yaml` (shipped inside the package as
+`delcli.zoo`); a recipe file elsewhere works the same. `load_recipe` applies
+dotted `--set` overrides and validates the result once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from delcli.errors import ConfigError
+from delcli.inference.nms import NMSConfig
+from delcli.model.config import ModelConfig
+from delcli.settings import apply_overrides, from_dict, read_yaml, to_dict
+
+
+@dataclass
+class StreamSpec:
+    """Where one modality's features live and how they sit in time.
+
+    `files` are filename patterns with `{video}` (e.g. `{video}_rgb.npy`),
+    concatenated on channels in order; `.npy`, `.npz` (key `feats`, else the
+    only array) and `.pt` are read. `folder` is relative to the dataset's
+    feature root (or absolute). `fps`/`stride`/`window` describe this stream's
+    own grid when it differs from the dataset grid; it is then interpolated
+    onto the dataset grid.
+    """
+
+    files: list[str]
+    folder: str = ""
+    dim: int | None = None
+    fps: float | None = None
+    stride: float | None = None
+    window: float | None = None
+
+
+@dataclass
+class DataConfig:
+    """A feature dataset: annotations, feature files, the time grid, splits.
+
+    Step i of the grid covers the window centred at
+    `(i·stride + window/2) / fps` seconds (frames → seconds). With
+    `resize_length`, every video is resized to that many steps and step i
+    covers `[i, i+1)·duration/resize_length`.
+    """
+
+    benchmark: str | None = None
+    annotations: str | None = None
+    features: str | None = None
+    visual: StreamSpec | None = None
+    audio: StreamSpec | None = None
+    fps: float | None = None  # None → each video's `fps` from the annotations
+    stride: float = 8.0
+    window: float = 24.0
+    resize_length: int | None = None
+    train_split: str = "train"
+    val_split: str = "validation"
+    test_split: str = "test"
+    classes: list[str] | None = None  # None → the annotation file's class list
+    crop_ratio: tuple[float, float] | None = (0.9, 1.0)
+    trunc_thresh: float = 0.5
+    skip_missing: bool = False
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40  # after warmup, as ActionFormer counts
+    warmup_epochs: int = 5
+    lr: float = 1e-3
+    min_lr: float = 1e-8
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    clip_grad: float = 1.0
+    ema_decay: float = 0.999  # 0 disables the EMA
+    seed: int = 1234567891
+    num_workers: int = 0
+    eval_every: int = 1  # epochs; 0 = only at the end
+    log_every: int = 20  # steps
+    precision: str = "auto"  # auto (bf16 on CUDA) | bf16 | fp32
+
+
+@dataclass
+class InferenceConfig:
+    nms: NMSConfig = field(default_factory=NMSConfig)
+    batch_size: int = 8
+    external_top_k: int = 2  # ActivityNet: classes taken from external video-level scores
+    max_detections: int = 100  # kept per video after NMS (results file)
+
+
+@dataclass
+class PaperResult:
+    """The paper's reported row, for comparison (percent)."""
+
+    tious: list[float]
+    map: list[float]
+    average: float
+    table: str = ""
+
+
+@dataclass
+class Recipe:
+    name: str
+    title: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    paper: PaperResult | None = None
+
+
+def zoo_names() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in files("delcli.zoo").iterdir()
+        if p.name.endswith(".yaml")
+    )
+
+
+def recipe_data(source: str | Path) -> dict:
+    """Plain data of a zoo recipe (by name) or of a YAML file (by path)."""
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return read_yaml(path)
+    names = zoo_names()
+    if str(source) not in names:
+        close = difflib.get_close_matches(str(source), names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"no zoo recipe '{source}'{hint}; known: {', '.join(names)} — or give a YAML file"
+        )
+    return read_yaml(Path(str(files("delcli.zoo").joinpath(f"{source}.yaml"))))
+
+
+def load_recipe(source: str | Path | dict, overrides: list[str] = ()) -> Recipe:
+    """A validated `Recipe` from a zoo name, a YAML path or plain data, plus `key=value`s."""
+    data = dict(source) if isinstance(source, dict) else recipe_data(source)
+    data = apply_overrides(data, list(overrides))
+    return from_dict(Recipe, data)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    return to_dict(recipe)

@@ -1,0 +1,1 @@
+"""Zoo recipes (`*.yaml`), importable as `delcli.zoo` so they ship with the package."""
