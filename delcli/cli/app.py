@@ -44,9 +44,10 @@ def _global_options(
 
 
 def _register_commands() -> None:
-    from delcli.cli import eval_cmd
+    from delcli.cli import eval_cmd, train_cmd
 
     eval_cmd.register(app)
+    train_cmd.register(app)
 
 
 _register_commands()

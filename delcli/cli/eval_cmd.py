@@ -1,13 +1,33 @@
-"""`del eval`: score detections against ground truth and print the mAP table."""
+"""`del eval`: score detections against ground truth and print the mAP table.
+
+Two modes: `--predictions FILE` scores a results file; `--weights MODEL`
+evaluates a model on a feature dataset (predict, optionally write the results,
+score them in memory).
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from delcli.cli.output import OutputFormat, note, stdout_console, write_csv, write_json
+from delcli.cli.output import (
+    OutputFormat,
+    note,
+    stderr_console,
+    stdout_console,
+    write_csv,
+    write_json,
+)
 from delcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from delcli.data.annotations import Annotations
+    from delcli.data.benchmarks import Benchmark
+    from delcli.evaluation.predictions import Predictions
+    from delcli.evaluation.scoring import EvaluationReport
 
 EXAMPLES = """
 Examples:
@@ -17,14 +37,20 @@ Examples:
   del eval --dataset thumos14 --predictions preds.csv --per-class --format csv
 
   del eval -g annotations.json -s validation -p results.json --tiou 0.3:0.7:0.1
+
+  del eval --weights runs/unav100 --features data/unav100 --predictions-out test.json
+
+  del eval --weights runs/anet13/best.safetensors --features data/anet \\
+      --external-scores cuhk_val_simp_share.json
 """
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         "eval",
-        help="Score detections (ActivityNet results JSON or CSV) against ground truth: "
-        "official ActivityNet mAP per tIoU and its average.\n\n" + EXAMPLES,
+        help="Score detections (ActivityNet results JSON or CSV) against ground truth, or "
+        "evaluate a model (--weights) on a feature dataset: official ActivityNet mAP per "
+        "tIoU and its average.\n\n" + EXAMPLES,
     )(eval_command)
 
 
@@ -36,22 +62,66 @@ def eval_command(
         help="ActivityNet results JSON ({'results': {video: [{label, score, segment}]}}) "
         "or CSV with columns video,start,end,label,score; .gz accepted.",
     ),
+    weights: str | None = typer.Option(
+        None,
+        "--weights",
+        "-w",
+        help="Evaluate a model: a run directory (best.safetensors, else last), a "
+        ".safetensors file, or a zoo name. Needs --features.",
+    ),
     ground_truth: Path | None = typer.Option(
         None,
         "--ground-truth",
+        "--annotations",
         "-g",
         help="Annotation file (ActivityNet/ActionFormer/UnAV JSON, BSN ActivityNet JSON, "
-        "EPIC-Kitchens CSV). Default: the ground truth bundled for --dataset.",
+        "EPIC-Kitchens CSV). Default: the ground truth bundled for --dataset (with "
+        "--weights: the recipe's).",
     ),
     dataset: str | None = typer.Option(
         None,
         "--dataset",
         "-d",
         help="unav100 | thumos14 | anet13 | epic100-verb | epic100-noun: the benchmark's "
-        "tIoU set, default split and bundled ground truth.",
+        "tIoU set, default split and bundled ground truth (with --weights: its tIoU set; "
+        "default: the recipe's benchmark, else UnAV-100's).",
     ),
     split: str | None = typer.Option(
-        None, "--split", "-s", help="Subset to score (default: the benchmark's test split)."
+        None,
+        "--split",
+        "-s",
+        help="Subset to score (default: the benchmark's test split; with --weights, the "
+        "recipe's data.test_split).",
+    ),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        help="With --weights: the feature folder (default: the recipe's data.features).",
+    ),
+    predictions_out: Path | None = typer.Option(
+        None,
+        "--predictions-out",
+        "-o",
+        help="With --weights: also write the detections as ActivityNet results JSON "
+        "(.gz compresses).",
+    ),
+    external_scores: Path | None = typer.Option(
+        None,
+        "--external-scores",
+        help="With --weights: video-level class scores that name class-agnostic "
+        "detections (ActivityNet; CUHK's {'results', 'class'} JSON or {video: {class: "
+        "score}}).",
+    ),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        help="With --weights: videos per forward pass (default: the recipe's).",
+    ),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        help="With --weights: cpu or cuda (default: cuda when available).",
     ),
     tiou: str | None = typer.Option(
         None,
@@ -78,23 +148,54 @@ def eval_command(
         help="Drop zero-length and duplicate ground-truth events, as ActionFormer/OpenTAD "
         "do. Default: keep them, as the official scorer does.",
     ),
-) -> None:
+) -> int:
     from delcli.data.benchmarks import parse_tious
-    from delcli.evaluation.scoring import score_predictions
 
-    if predictions is None:
-        raise ConfigError(
-            "--predictions FILE is required (evaluating a model directly is not built yet)"
+    if predictions is not None and weights is not None:
+        raise ConfigError("give --predictions FILE or --weights MODEL, not both")
+    tious = parse_tious(tiou) if tiou else None
+    if weights is None:
+        if predictions is None:
+            raise ConfigError(
+                "--predictions FILE is required (or --weights RUN_DIR|FILE|ZOO_NAME to "
+                "evaluate a model)"
+            )
+        model_only = {
+            "--features": features,
+            "--predictions-out": predictions_out,
+            "--external-scores": external_scores,
+            "--batch-size": batch_size,
+            "--device": device,
+        }
+        for option, value in model_only.items():
+            if value is not None:
+                raise ConfigError(f"{option} needs --weights (it applies to evaluating a model)")
+        from delcli.evaluation.scoring import score_predictions
+
+        report = score_predictions(
+            predictions,
+            ground_truth=ground_truth,
+            dataset=dataset,
+            split=split,
+            tious=tious,
+            ignore_unknown_labels=ignore_unknown_labels,
+            clean_ground_truth=clean_ground_truth,
         )
-    report = score_predictions(
-        predictions,
-        ground_truth=ground_truth,
-        dataset=dataset,
-        split=split,
-        tious=parse_tious(tiou) if tiou else None,
-        ignore_unknown_labels=ignore_unknown_labels,
-        clean_ground_truth=clean_ground_truth,
-    )
+        title, exit_code = None, 0
+    else:
+        report, title, exit_code = _evaluate_model(
+            weights,
+            features=features,
+            annotations=ground_truth,
+            dataset=dataset,
+            split=split,
+            tious=tious,
+            predictions_out=predictions_out,
+            external_scores=external_scores,
+            batch_size=batch_size,
+            device=device,
+            clean_ground_truth=clean_ground_truth,
+        )
     for line in report.notes:
         note(line)
     if output_format is OutputFormat.json:
@@ -103,7 +204,249 @@ def eval_command(
         header, rows = _rows(report, per_class, percent=False)
         write_csv(header, rows)
     else:
-        stdout_console().print(_rich_table(report, per_class))
+        stdout_console().print(_rich_table(report, per_class, title))
+    return exit_code
+
+
+def _evaluate_model(
+    weights: str,
+    features: Path | None,
+    annotations: Path | None,
+    dataset: str | None,
+    split: str | None,
+    tious: tuple[float, ...] | None,
+    predictions_out: Path | None,
+    external_scores: Path | None,
+    batch_size: int | None,
+    device: str | None,
+    clean_ground_truth: bool,
+) -> tuple[EvaluationReport, str | None, int]:
+    """Predict a split with a model and score it: the report, a table title, the exit code.
+
+    Exit code 1 when videos were skipped for missing features (`data.skip_missing`).
+    """
+    from delcli import __version__
+    from delcli.data.dataset import FeatureDataset
+    from delcli.inference.predictor import predict_dataset, read_external_scores, write_results
+    from delcli.weights import load_model, resolve_weights
+
+    if predictions_out is not None and not predictions_out.parent.is_dir():
+        raise ConfigError(
+            f"--predictions-out {predictions_out}: folder {predictions_out.parent} does not exist"
+        )
+    device = _pick_device(device)
+    source = resolve_weights(weights)
+    model, recipe = load_model(str(source), device=device)
+    benchmark_name = dataset or recipe.data.benchmark
+    protocol = evaluation_protocol(benchmark_name)
+    split = split or recipe.data.test_split
+    data = FeatureDataset(
+        recipe.data, recipe.model, split, features=features, annotations=annotations
+    )
+    for warning in data.warnings:
+        note(warning)
+    if data.problems:
+        listed = "; ".join(f"{video} ({reason})" for video, reason in data.problems[:5])
+        more = f"; … {len(data.problems) - 5} more" if len(data.problems) > 5 else ""
+        note(
+            f"skipped {len(data.problems)} videos of split '{split}' whose features are "
+            f"missing or unreadable (the mAP covers the other {len(data)}): {listed}{more}"
+        )
+    external = (
+        read_external_scores(external_scores, classes=data.classes) if external_scores else None
+    )
+
+    started = time.perf_counter()
+    results = _predict_with_progress(
+        lambda advance: predict_dataset(
+            model,
+            data,
+            recipe,
+            batch_size=batch_size,
+            device=device,
+            external_scores=external,
+            progress=advance,
+        ),
+        total=len(data),
+    )
+    elapsed = time.perf_counter() - started
+    note(f"predicted {len(results)} videos in {elapsed:.1f} s on {device}")
+    if predictions_out is not None:
+        details = f"del {__version__}, weights {source}"
+        if external_scores is not None:
+            details += f", external class scores {external_scores}"
+        write_results(predictions_out, results, external_used=external is not None, details=details)
+        note(f"wrote {predictions_out}")
+
+    report = score_loaded(
+        data.annotations,
+        results_to_predictions(results, source=f"model {source}"),
+        benchmark=protocol,
+        dataset=benchmark_name,
+        split=split,
+        tious=tious,
+        clean_ground_truth=clean_ground_truth,
+        ground_truth=data.annotations.source,
+    )
+    if recipe.paper is not None and tious is None and benchmark_name == recipe.data.benchmark:
+        paper = recipe.paper
+        report.notes.append(
+            f"the paper reports an average mAP of {paper.average:.1f} ({paper.table})"
+        )
+    title = None if benchmark_name else recipe.title or recipe.name
+    return report, title, 1 if data.problems else 0
+
+
+def _pick_device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"--device '{device}': allowed: cpu, cuda, cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
+    return device
+
+
+def _predict_with_progress(run, total: int):
+    """Call `run(advance)` under a rich progress bar on stderr."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("predicting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr_console(), transient=True) as progress:
+        task = progress.add_task("predict", total=total)
+        return run(lambda done: progress.advance(task, done))
+
+
+def evaluation_protocol(benchmark: str | None) -> Benchmark:
+    """The benchmark whose tIoU protocol scores a dataset.
+
+    A dataset outside the known benchmarks (`data.benchmark: null`, e.g. the synthetic
+    one, which copies UnAV-100's layout and event statistics) is scored with UnAV-100's
+    protocol: thresholds 0.1:0.1:0.9, all averaged; the paper's columns 0.5:0.9.
+    """
+    from delcli.data.benchmarks import get_benchmark
+
+    return get_benchmark(benchmark or "unav100")
+
+
+def results_to_predictions(results: dict[str, list[dict]], source: str) -> Predictions:
+    """In-memory ActivityNet results (as `predict_dataset` returns them) as `Predictions`."""
+    import numpy as np
+
+    from delcli.evaluation.predictions import Predictions
+
+    videos = list(results)
+    counts = [len(results[v]) for v in videos]
+    entries = [entry for v in videos for entry in results[v]]
+    names: dict[str, int] = {}
+    label = [names.setdefault(entry["label"], len(names)) for entry in entries]
+    return Predictions(
+        videos=videos,
+        video=np.repeat(np.arange(len(videos), dtype=np.int64), counts),
+        segments=np.array([e["segment"] for e in entries], dtype=np.float64).reshape(-1, 2),
+        scores=np.array([e["score"] for e in entries], dtype=np.float64),
+        label_names=list(names),
+        label=np.array(label, dtype=np.int64),
+        source=source,
+    )
+
+
+def score_loaded(
+    annotations: Annotations,
+    predictions: Predictions,
+    benchmark: Benchmark | None,
+    dataset: str | None,
+    split: str,
+    tious: tuple[float, ...] | None = None,
+    ignore_unknown_labels: bool = False,
+    clean_ground_truth: bool = False,
+    ground_truth: str = "",
+) -> EvaluationReport:
+    """Official ActivityNet mAP of in-memory predictions against one split's annotations.
+
+    The same report as `score_predictions` (which reads both from files).
+
+    Args:
+        annotations: the split's ground truth.
+        predictions: detections, e.g. from `results_to_predictions`.
+        benchmark: its thresholds (table, average, paper columns) unless `tious` is given.
+        dataset: the benchmark name shown in the report (None: not a known benchmark).
+        split: the split's name, for the report.
+    """
+    import numpy as np
+
+    from delcli.data.benchmarks import DEFAULT_TIOUS
+    from delcli.evaluation.detection_map import align_predictions, detection_map
+    from delcli.evaluation.scoring import EvaluationReport
+
+    notes: list[str] = []
+    if clean_ground_truth:
+        annotations, zero, duplicate = annotations.without_degenerate_events()
+        notes.append(f"dropped {zero} zero-length and {duplicate} duplicate ground-truth events")
+    if tious is not None:
+        table_tious = average_tious = tuple(tious)
+        paper_tious: tuple[float, ...] = ()
+    elif benchmark is not None:
+        table_tious, average_tious = benchmark.tious, benchmark.average_tious
+        paper_tious = benchmark.paper_tious
+    else:
+        table_tious = average_tious = DEFAULT_TIOUS
+        paper_tious = ()
+    all_tious = np.array(sorted(set(table_tious) | set(average_tious)))
+
+    aligned = align_predictions(annotations, predictions, ignore_unknown_labels)
+    result = detection_map(annotations, aligned, all_tious)
+    counts = {
+        "videos": annotations.num_videos,
+        "ground_truth": annotations.num_events,
+        "classes": len(result.classes),
+        **aligned.counts,
+    }
+    if counts["unknown_label"]:
+        notes.append(f"ignored {counts['unknown_label']} predictions with unknown labels")
+    per_class = np.bincount(annotations.labels, minlength=len(annotations.classes))
+    counts["class_without_ground_truth"] = int((per_class[aligned.label] == 0).sum())
+    if counts["class_without_ground_truth"]:
+        notes.append(
+            f"{counts['class_without_ground_truth']} predictions are of classes with no "
+            f"ground truth in split '{split}' (not part of the mean, so they cannot change it)"
+        )
+    if counts["outside_split"]:
+        notes.append(
+            f"{counts['outside_split']} predictions are on videos outside split '{split}' "
+            "(scored as false positives, as the official scorer does)"
+        )
+    covered = set(aligned.video.tolist())
+    missing = annotations.num_videos - len(covered - {-1})
+    if missing:
+        notes.append(f"{missing} of {annotations.num_videos} videos have no predictions")
+    return EvaluationReport(
+        dataset=dataset,
+        split=split,
+        ground_truth=ground_truth,
+        predictions=predictions.source,
+        result=result,
+        average_tious=tuple(average_tious),
+        paper_tious=paper_tious,
+        average_map=result.average(average_tious),
+        counts=counts,
+        notes=notes,
+    )
 
 
 def _rows(report, per_class: bool, percent: bool) -> tuple[list[str], list[list]]:
@@ -122,7 +465,7 @@ def _rows(report, per_class: bool, percent: bool) -> tuple[list[str], list[list]
     return header, rows
 
 
-def _rich_table(report, per_class: bool):
+def _rich_table(report, per_class: bool, name: str | None = None):
     from rich.table import Table
 
     from delcli.data.benchmarks import format_tious, get_benchmark
@@ -131,7 +474,8 @@ def _rich_table(report, per_class: bool):
     paper = {f"{t:g}" for t in report.paper_tious}
     mark_paper = bool(paper) and paper != set(header[1:-1])
     counts = report.counts
-    name = get_benchmark(report.dataset).title if report.dataset else "mAP"
+    if name is None:
+        name = get_benchmark(report.dataset).title if report.dataset else "mAP"
     title = f"{name} · {report.split} split · mAP (%)"
     caption = (
         f"{counts['videos']:,} videos · {counts['ground_truth']:,} events · "

@@ -1,0 +1,314 @@
+"""`del train`: train a recipe on feature datasets into a run directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from delcli.cli.output import stderr_console, stdout_console
+from delcli.errors import ConfigError, DelError
+
+EXAMPLES = """
+Examples:
+
+  del train unav100 --features data/unav100/features
+
+  del train my_recipe.yaml --set train.epochs=10 --set model.scl=false --out runs/no-scl
+
+  del train unav100 --features feats --max-steps 20 --device cpu   (smoke test)
+
+  del train --resume --out runs/unav100-20250101-120000             (continue a run)
+
+  torchrun --standalone --nproc_per_node=4 -m delcli.cli.app train unav100 --features feats
+"""
+
+# One paragraph (rich rewraps it to the terminal).
+RUN_DIR_HELP = (
+    "The run directory holds config.yaml, metrics.jsonl (one JSON line per log, epoch and "
+    "evaluation), best.safetensors and last.safetensors (the evaluation weights: EMA when "
+    "train.ema_decay > 0), val_predictions.json and checkpoint/ (what --resume needs). "
+    "train.batch_size is the global batch: under torchrun each of N processes takes "
+    "batch_size / N videos per step."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "train",
+        help="Train a model from a zoo recipe or a YAML config on pre-extracted features: "
+        "AdamW + warmup/cosine, EMA, best-checkpoint selection by validation mAP, "
+        "resumable; DDP when launched with torchrun.\n\n" + EXAMPLES + "\n" + RUN_DIR_HELP,
+    )(train_command)
+
+
+def train_command(
+    recipe: str | None = typer.Argument(
+        None,
+        metavar="RECIPE|CONFIG.yaml",
+        help="Zoo recipe name or a recipe YAML file. With --resume: optional (the run's "
+        "config.yaml); when given it must match it.",
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", help="Dotted override, e.g. train.lr=5e-4 (repeat)."
+    ),
+    features: Path | None = typer.Option(
+        None, "--features", help="Feature folder (overrides data.features)."
+    ),
+    annotations: Path | None = typer.Option(
+        None, "--annotations", help="Annotation file (overrides data.annotations)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run directory. Default: runs/<recipe>-<YYYYmmdd-HHMMSS>."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out from its checkpoint/."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu | cuda | cuda:N. Default: cuda when available."
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Shortcut for --set train.epochs=N (after warmup)."
+    ),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help="Stop after N optimizer steps (smoke tests)."
+    ),
+) -> None:
+    from delcli.train import distributed
+
+    context = distributed.setup(device)
+    if not context.distributed:
+        _train(context, recipe, overrides, features, annotations, out, resume, epochs, max_steps)
+        return
+    # torchrun: every process runs this; rank 0 alone prints and writes. Workers end with
+    # os._exit after leaving the process group: gloo can abort in exit handlers otherwise.
+    debug = "--debug" in sys.argv
+    code = 0
+    try:
+        _train(context, recipe, overrides, features, annotations, out, resume, epochs, max_steps)
+    except DelError as error:
+        code = 2
+        if context.is_main:
+            _report(str(error), debug)
+    except typer.Exit as done:  # already reported
+        code = done.exit_code
+    except BaseException as error:  # one line per failing process, then exit
+        code = 130 if isinstance(error, KeyboardInterrupt) else 1
+        _report(f"rank {context.rank}: {type(error).__name__}: {error}", debug or code == 1)
+    if code == 0:
+        distributed.teardown(context)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _report(message: str, show_traceback: bool) -> None:
+    if show_traceback:
+        traceback.print_exc()
+    typer.echo(f"del: error: {message}", err=True)
+
+
+def _train(context, recipe_arg, overrides, features, annotations, out, resume, epochs, max_steps):
+    from delcli.train import distributed
+    from delcli.train.checkpoint import check_same_recipe
+    from delcli.train.engine import fit, with_data_paths
+
+    overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
+    recipe = _resolve_recipe(recipe_arg, overrides, out, resume)
+    recipe = with_data_paths(recipe, features, annotations)
+    run_dir = problem = None
+    if context.is_main:  # one decision (the default name has a timestamp), shared
+        try:
+            run_dir = _choose_run_dir(out, recipe.name, resume)
+            _check_run_dir(run_dir, resume)
+            if resume:
+                check_same_recipe(recipe, run_dir)
+        except ConfigError as error:
+            problem = str(error)
+    run_dir, problem = distributed.broadcast((run_dir, problem), context)
+    if problem:
+        raise ConfigError(problem)
+
+    from delcli.train.engine import TrainingDiverged
+
+    progress = _Progress(run_dir) if context.is_main else None
+    try:
+        result = fit(
+            recipe,
+            run_dir,
+            resume=resume,
+            device=str(context.device),
+            max_steps=max_steps,
+            on_event=progress.handle if progress else None,
+        )
+    except TrainingDiverged as error:  # a failure of the work, not of the input: exit 1
+        if progress:
+            progress.stop()
+        if context.is_main:
+            typer.echo(f"del: error: training diverged: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if progress:
+            progress.stop()
+    if context.is_main:
+        _print_result(result)
+
+
+def _resolve_recipe(recipe_arg: str | None, overrides: list[str], out: Path | None, resume: bool):
+    from delcli.recipe import load_recipe
+
+    if recipe_arg is not None:
+        return load_recipe(recipe_arg, overrides)
+    if not resume:
+        raise ConfigError("give a RECIPE (zoo name or YAML file), or --resume --out RUN_DIR")
+    if out is None:
+        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+    config = out / "config.yaml"
+    if not config.is_file():
+        raise ConfigError(f"--resume: {config} not found; is {out} a run directory?")
+    return load_recipe(config, overrides)
+
+
+def _choose_run_dir(out: Path | None, name: str, resume: bool) -> Path:
+    if out is not None:
+        return out
+    if resume:
+        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name}-{stamp}"
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir}: exists and is not a directory")
+    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"--out {run_dir} is not empty; pass --resume to continue that run, "
+            "or choose another --out"
+        )
+
+
+class _Progress:
+    """Rich progress on stderr: one bar over all steps, a line per evaluation."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = stderr_console()
+        self.run_dir = run_dir
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.task = None
+        self.epochs = 0
+        self.speed = ""
+
+    def handle(self, event: dict) -> None:
+        kind = event["event"]
+        if kind in ("start", "resume"):
+            self.epochs = event["epochs"]
+            self.console.print(f"[dim]run:[/dim] {self.run_dir}", highlight=False)
+            if kind == "resume":
+                self.console.print(
+                    f"resuming after epoch {event['epoch']} (step {event['step']})",
+                    highlight=False,
+                )
+            self.console.print(
+                f"{event['train_videos']} training / {event['val_videos']} validation videos · "
+                f"{_count(event['epochs'], 'epoch')} × "
+                f"{_count(event['steps_per_epoch'], 'step')} · "
+                f"batch {event['batch_size']} · {_count(event['processes'], 'process')} on "
+                f"{event['device']}",
+                highlight=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(
+                self._description(event["epoch"] + 1),
+                total=event["total_steps"],
+                completed=event["step"],
+                status="",
+            )
+        elif kind == "step" and self.task is not None:
+            status = f"loss {event['loss']:.4f} · lr {event['lr']:.2e}{self.speed}"
+            self.bar.update(
+                self.task,
+                completed=event["step"],
+                description=self._description(event["epoch"]),
+                status=status,
+            )
+        elif kind in ("train", "epoch"):
+            self.speed = f" · {event['videos_per_s']:.1f} videos/s"
+        elif kind == "validate" and self.task is not None:
+            self.bar.update(self.task, status=f"validating {event['videos']} videos…")
+        elif kind == "eval":
+            self.bar.update(self.task, status="")
+            mark = " [green](best)[/green]" if event["best"] else ""
+            self.bar.console.print(
+                f"epoch {event['epoch']}: validation avg mAP {100 * event['average_map']:.2f}{mark}"
+            )
+        elif kind == "note":
+            self.bar.console.print(f"[dim]note:[/dim] {event['message']}", highlight=False)
+
+    def _description(self, epoch: int) -> str:
+        return f"epoch {epoch}/{self.epochs}"
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.bar.stop()
+            self.task = None
+
+
+def _print_result(result) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    console.print(f"run: {result.run_dir}", highlight=False, soft_wrap=True)
+    if not result.validated or result.best_map is None:
+        console.print(
+            f"trained {_count(result.epochs, 'epoch')} ({_count(result.steps, 'step')}) in "
+            f"{result.seconds:.0f} s; "
+            "no validation split: best.safetensors = the last epoch",
+            highlight=False,
+        )
+        return
+    averaged = {f"{t:g}" for t in result.average_tious}
+    table = Table(
+        title=f"best epoch {result.best_epoch} · validation mAP (%)",
+        caption=f"avg = mean over tIoU {', '.join(sorted(averaged, key=float))} · "
+        f"{_count(result.epochs, 'epoch')}, {_count(result.steps, 'step')}, "
+        f"{result.seconds:.0f} s",
+        title_justify="left",
+        caption_justify="left",
+    )
+    columns = list(result.best_maps)
+    for name in ["tIoU", *columns, "avg"]:
+        table.add_column(name, justify="left" if name == "tIoU" else "right")
+    table.add_row(
+        "mAP",
+        *(f"{100 * result.best_maps[c]:.2f}" for c in columns),
+        f"{100 * result.best_map:.2f}",
+    )
+    console.print(table)
+
+
+def _count(number: int, noun: str) -> str:
+    plural = "es" if noun.endswith("s") else "s"
+    return f"{number} {noun}{'' if number == 1 else plural}"
