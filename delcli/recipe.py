@@ -58,7 +58,7 @@ class DataConfig:
     window: float = 24.0
     resize_length: int | None = None
     train_split: str = "train"
-    val_split: str = "validation"
+    val_split: str | None = "validation"  # None: no validation; best = last epoch
     test_split: str = "test"
     classes: list[str] | None = None  # None → the annotation file's class list
     crop_ratio: tuple[float, float] | None = (0.9, 1.0)

@@ -24,9 +24,6 @@ from delcli.cli.output import (
 from delcli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from delcli.data.annotations import Annotations
-    from delcli.data.benchmarks import Benchmark
-    from delcli.evaluation.predictions import Predictions
     from delcli.evaluation.scoring import EvaluationReport
 
 EXAMPLES = """
@@ -226,7 +223,10 @@ def _evaluate_model(
     Exit code 1 when videos were skipped for missing features (`data.skip_missing`).
     """
     from delcli import __version__
+    from delcli.data.benchmarks import evaluation_protocol
     from delcli.data.dataset import FeatureDataset
+    from delcli.evaluation.predictions import results_to_predictions
+    from delcli.evaluation.scoring import score_loaded
     from delcli.inference.predictor import predict_dataset, read_external_scores, write_results
     from delcli.weights import load_model, resolve_weights
 
@@ -330,123 +330,6 @@ def _predict_with_progress(run, total: int):
     with Progress(*columns, console=stderr_console(), transient=True) as progress:
         task = progress.add_task("predict", total=total)
         return run(lambda done: progress.advance(task, done))
-
-
-def evaluation_protocol(benchmark: str | None) -> Benchmark:
-    """The benchmark whose tIoU protocol scores a dataset.
-
-    A dataset outside the known benchmarks (`data.benchmark: null`, e.g. the synthetic
-    one, which copies UnAV-100's layout and event statistics) is scored with UnAV-100's
-    protocol: thresholds 0.1:0.1:0.9, all averaged; the paper's columns 0.5:0.9.
-    """
-    from delcli.data.benchmarks import get_benchmark
-
-    return get_benchmark(benchmark or "unav100")
-
-
-def results_to_predictions(results: dict[str, list[dict]], source: str) -> Predictions:
-    """In-memory ActivityNet results (as `predict_dataset` returns them) as `Predictions`."""
-    import numpy as np
-
-    from delcli.evaluation.predictions import Predictions
-
-    videos = list(results)
-    counts = [len(results[v]) for v in videos]
-    entries = [entry for v in videos for entry in results[v]]
-    names: dict[str, int] = {}
-    label = [names.setdefault(entry["label"], len(names)) for entry in entries]
-    return Predictions(
-        videos=videos,
-        video=np.repeat(np.arange(len(videos), dtype=np.int64), counts),
-        segments=np.array([e["segment"] for e in entries], dtype=np.float64).reshape(-1, 2),
-        scores=np.array([e["score"] for e in entries], dtype=np.float64),
-        label_names=list(names),
-        label=np.array(label, dtype=np.int64),
-        source=source,
-    )
-
-
-def score_loaded(
-    annotations: Annotations,
-    predictions: Predictions,
-    benchmark: Benchmark | None,
-    dataset: str | None,
-    split: str,
-    tious: tuple[float, ...] | None = None,
-    ignore_unknown_labels: bool = False,
-    clean_ground_truth: bool = False,
-    ground_truth: str = "",
-) -> EvaluationReport:
-    """Official ActivityNet mAP of in-memory predictions against one split's annotations.
-
-    The same report as `score_predictions` (which reads both from files).
-
-    Args:
-        annotations: the split's ground truth.
-        predictions: detections, e.g. from `results_to_predictions`.
-        benchmark: its thresholds (table, average, paper columns) unless `tious` is given.
-        dataset: the benchmark name shown in the report (None: not a known benchmark).
-        split: the split's name, for the report.
-    """
-    import numpy as np
-
-    from delcli.data.benchmarks import DEFAULT_TIOUS
-    from delcli.evaluation.detection_map import align_predictions, detection_map
-    from delcli.evaluation.scoring import EvaluationReport
-
-    notes: list[str] = []
-    if clean_ground_truth:
-        annotations, zero, duplicate = annotations.without_degenerate_events()
-        notes.append(f"dropped {zero} zero-length and {duplicate} duplicate ground-truth events")
-    if tious is not None:
-        table_tious = average_tious = tuple(tious)
-        paper_tious: tuple[float, ...] = ()
-    elif benchmark is not None:
-        table_tious, average_tious = benchmark.tious, benchmark.average_tious
-        paper_tious = benchmark.paper_tious
-    else:
-        table_tious = average_tious = DEFAULT_TIOUS
-        paper_tious = ()
-    all_tious = np.array(sorted(set(table_tious) | set(average_tious)))
-
-    aligned = align_predictions(annotations, predictions, ignore_unknown_labels)
-    result = detection_map(annotations, aligned, all_tious)
-    counts = {
-        "videos": annotations.num_videos,
-        "ground_truth": annotations.num_events,
-        "classes": len(result.classes),
-        **aligned.counts,
-    }
-    if counts["unknown_label"]:
-        notes.append(f"ignored {counts['unknown_label']} predictions with unknown labels")
-    per_class = np.bincount(annotations.labels, minlength=len(annotations.classes))
-    counts["class_without_ground_truth"] = int((per_class[aligned.label] == 0).sum())
-    if counts["class_without_ground_truth"]:
-        notes.append(
-            f"{counts['class_without_ground_truth']} predictions are of classes with no "
-            f"ground truth in split '{split}' (not part of the mean, so they cannot change it)"
-        )
-    if counts["outside_split"]:
-        notes.append(
-            f"{counts['outside_split']} predictions are on videos outside split '{split}' "
-            "(scored as false positives, as the official scorer does)"
-        )
-    covered = set(aligned.video.tolist())
-    missing = annotations.num_videos - len(covered - {-1})
-    if missing:
-        notes.append(f"{missing} of {annotations.num_videos} videos have no predictions")
-    return EvaluationReport(
-        dataset=dataset,
-        split=split,
-        ground_truth=ground_truth,
-        predictions=predictions.source,
-        result=result,
-        average_tious=tuple(average_tious),
-        paper_tious=paper_tious,
-        average_map=result.average(average_tious),
-        counts=counts,
-        notes=notes,
-    )
 
 
 def _rows(report, per_class: bool, percent: bool) -> tuple[list[str], list[list]]:

@@ -95,6 +95,16 @@ def get_benchmark(name: str) -> Benchmark:
         ) from None
 
 
+def evaluation_protocol(name: str | None) -> Benchmark:
+    """The benchmark whose tIoU protocol scores a dataset.
+
+    A dataset outside the known benchmarks (`data.benchmark: null`, e.g. the
+    synthetic one, which copies UnAV-100's layout and event statistics) is
+    scored with UnAV-100's protocol: 0.1:0.1:0.9, all averaged.
+    """
+    return get_benchmark(name or "unav100")
+
+
 def parse_tious(text: str) -> tuple[float, ...]:
     """`0.5:0.95:0.05` (inclusive start:stop:step) or a comma list `0.3,0.5,0.7`."""
     try:

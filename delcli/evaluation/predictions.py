@@ -49,6 +49,25 @@ def read_predictions(path: Path | str) -> Predictions:
     return _read_results_json(path)
 
 
+def results_to_predictions(results: dict[str, list[dict]], source: str = "") -> Predictions:
+    """In-memory ActivityNet results (`{video: [{label, score, segment}]}`, as
+    `predict_dataset` returns them) as `Predictions`; trusted input, no validation."""
+    videos = list(results)
+    counts = [len(results[v]) for v in videos]
+    entries = [entry for v in videos for entry in results[v]]
+    names: dict[str | int, int] = {}
+    label = [names.setdefault(entry["label"], len(names)) for entry in entries]
+    return Predictions(
+        videos=videos,
+        video=np.repeat(np.arange(len(videos), dtype=np.int64), counts),
+        segments=np.array([e["segment"] for e in entries], dtype=np.float64).reshape(-1, 2),
+        scores=np.array([e["score"] for e in entries], dtype=np.float64),
+        label_names=list(names),
+        label=np.array(label, dtype=np.int64),
+        source=source,
+    )
+
+
 def _read_results_json(path: Path) -> Predictions:
     data = read_json(path)
     if not isinstance(data, dict) or "results" not in data:

@@ -12,7 +12,7 @@ from delcli.data.benchmarks import DEFAULT_TIOUS, Benchmark, get_benchmark
 from delcli.data.formats import read_annotations
 from delcli.errors import ConfigError
 from delcli.evaluation.detection_map import DetectionMAP, align_predictions, detection_map
-from delcli.evaluation.predictions import read_predictions
+from delcli.evaluation.predictions import Predictions, read_predictions
 from delcli.resources import resource_path
 
 
@@ -95,12 +95,45 @@ def score_predictions(
     benchmark = get_benchmark(dataset) if dataset else None
     annotations, display = load_ground_truth(ground_truth, benchmark)
     split = split or (benchmark.default_split if benchmark else "validation")
-    annotations = annotations.select_split(split)
+    return score_loaded(
+        annotations.select_split(split),
+        read_predictions(predictions),
+        benchmark,
+        dataset=benchmark.name if benchmark else None,
+        split=split,
+        tious=tious,
+        ignore_unknown_labels=ignore_unknown_labels,
+        clean_ground_truth=clean_ground_truth,
+        ground_truth=display,
+    )
+
+
+def score_loaded(
+    annotations: Annotations,
+    predictions: Predictions,
+    benchmark: Benchmark | None,
+    dataset: str | None,
+    split: str,
+    tious: tuple[float, ...] | None = None,
+    ignore_unknown_labels: bool = False,
+    clean_ground_truth: bool = False,
+    ground_truth: str = "",
+) -> EvaluationReport:
+    """Official ActivityNet mAP of in-memory predictions against one split's annotations.
+
+    The same report as `score_predictions` (which reads both from files).
+
+    Args:
+        annotations: the split's ground truth.
+        predictions: detections, e.g. from `results_to_predictions`.
+        benchmark: its thresholds (table, average, paper columns) unless `tious` is given.
+        dataset: the benchmark name shown in the report (None: not a known benchmark).
+        split: the split's name, for the report.
+    """
     notes: list[str] = []
     if clean_ground_truth:
         annotations, zero, duplicate = annotations.without_degenerate_events()
         notes.append(f"dropped {zero} zero-length and {duplicate} duplicate ground-truth events")
-
     if tious is not None:
         table_tious = average_tious = tuple(tious)
         paper_tious: tuple[float, ...] = ()
@@ -112,10 +145,8 @@ def score_predictions(
         paper_tious = ()
     all_tious = np.array(sorted(set(table_tious) | set(average_tious)))
 
-    loaded = read_predictions(predictions)
-    aligned = align_predictions(annotations, loaded, ignore_unknown_labels)
+    aligned = align_predictions(annotations, predictions, ignore_unknown_labels)
     result = detection_map(annotations, aligned, all_tious)
-
     counts = {
         "videos": annotations.num_videos,
         "ground_truth": annotations.num_events,
@@ -124,30 +155,27 @@ def score_predictions(
     }
     if counts["unknown_label"]:
         notes.append(f"ignored {counts['unknown_label']} predictions with unknown labels")
-    no_ground_truth = int(
-        (
-            np.bincount(annotations.labels, minlength=len(annotations.classes))[aligned.label] == 0
-        ).sum()
-    )
-    counts["class_without_ground_truth"] = no_ground_truth
-    if no_ground_truth:
+    per_class = np.bincount(annotations.labels, minlength=len(annotations.classes))
+    counts["class_without_ground_truth"] = int((per_class[aligned.label] == 0).sum())
+    if counts["class_without_ground_truth"]:
         notes.append(
-            f"{no_ground_truth} predictions are of classes with no ground truth in split "
-            f"'{split}' (not part of the mean, so they cannot change it)"
+            f"{counts['class_without_ground_truth']} predictions are of classes with no "
+            f"ground truth in split '{split}' (not part of the mean, so they cannot change it)"
         )
     if counts["outside_split"]:
         notes.append(
             f"{counts['outside_split']} predictions are on videos outside split '{split}' "
             "(scored as false positives, as the official scorer does)"
         )
-    missing = sorted(set(range(annotations.num_videos)) - set(aligned.video.tolist()))
+    covered = set(aligned.video.tolist())
+    missing = annotations.num_videos - len(covered - {-1})
     if missing:
-        notes.append(f"{len(missing)} of {annotations.num_videos} videos have no predictions")
+        notes.append(f"{missing} of {annotations.num_videos} videos have no predictions")
     return EvaluationReport(
-        dataset=benchmark.name if benchmark else None,
+        dataset=dataset,
         split=split,
-        ground_truth=display,
-        predictions=str(predictions),
+        ground_truth=ground_truth,
+        predictions=predictions.source,
         result=result,
         average_tious=tuple(average_tious),
         paper_tious=paper_tious,

@@ -215,10 +215,32 @@ def _gather_with_gradient(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], i
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return list(tensors), 0
-    from torch.distributed.nn.functional import all_gather
-
-    gathered = [torch.cat(all_gather(t), dim=0) for t in tensors]
+    gathered = [_AllGatherRows.apply(t) for t in tensors]
     return gathered, dist.get_rank() * tensors[0].shape[0]
+
+
+class _AllGatherRows(torch.autograd.Function):
+    """Rows of every rank concatenated; the backward sums each rank's gradient for
+    this rank's rows (every rank's loss reads them). Public collectives only: the
+    autograd-aware ones in torch.distributed.nn are deprecated."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rows = tensor.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
 
 
 def inter_sample_loss(

@@ -13,14 +13,12 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from delcli.data.benchmarks import get_benchmark, tiou_range
+from delcli.data.benchmarks import evaluation_protocol
 from delcli.errors import DataError
 from delcli.evaluation.detection_map import align_predictions, detection_map
-from delcli.evaluation.predictions import Predictions
+from delcli.evaluation.predictions import results_to_predictions
 from delcli.recipe import Recipe
 from delcli.train import distributed
-
-DEFAULT_TIOUS = tiou_range(0.1, 0.9, 0.1)
 
 
 def build_datasets(recipe: Recipe, features: Path | None, annotations: Path | None):
@@ -32,6 +30,8 @@ def build_datasets(recipe: Recipe, features: Path | None, annotations: Path | No
     common = dict(features=features, annotations=annotations, seed=recipe.train.seed)
     train = FeatureDataset(data, recipe.model, data.train_split, training=True, **common)
     fallback = "; best.safetensors follows the last epoch"
+    if data.val_split is None:
+        return train, None, f"no validation split in the recipe{fallback}"
     try:
         val = FeatureDataset(data, recipe.model, data.val_split, training=False, **common)
     except DataError as error:
@@ -50,11 +50,8 @@ class ValidationSet:
     def __init__(self, dataset, recipe: Recipe) -> None:
         self.dataset = dataset
         self.recipe = recipe
-        if recipe.data.benchmark:
-            benchmark = get_benchmark(recipe.data.benchmark)
-            self.tious, self.average_tious = benchmark.tious, benchmark.average_tious
-        else:
-            self.tious = self.average_tious = DEFAULT_TIOUS
+        protocol = evaluation_protocol(recipe.data.benchmark)
+        self.tious, self.average_tious = protocol.tious, protocol.average_tious
 
     def predict(self, model: nn.Module, context: distributed.Context) -> dict[str, list[dict]]:
         """ActivityNet-style results of every video, each predicted by exactly one process."""
@@ -67,33 +64,13 @@ class ValidationSet:
         return distributed.gather_results(results, context)
 
 
-def results_to_predictions(results: dict[str, list[dict]]) -> Predictions:
-    """Flat arrays of a `{video: [{label, score, segment}]}` dict."""
-    videos = list(results)
-    names: dict[str, int] = {}
-    rows = [
-        (v, names.setdefault(d["label"], len(names)), d["score"], d["segment"])
-        for v, video_id in enumerate(videos)
-        for d in results[video_id]
-    ]
-    return Predictions(
-        videos=videos,
-        video=np.array([r[0] for r in rows], dtype=np.int64),
-        segments=np.array([r[3] for r in rows], dtype=np.float64).reshape(-1, 2),
-        scores=np.array([r[2] for r in rows], dtype=np.float64),
-        label_names=list(names),
-        label=np.array([r[1] for r in rows], dtype=np.int64),
-        source="validation",
-    )
-
-
 def evaluate_results(
     results: dict[str, list[dict]], validation: ValidationSet
 ) -> tuple[dict[str, float], float]:
     """mAP per tIoU (keys `f"{t:g}"`) and the average mAP, as fractions."""
     ground_truth = validation.dataset.annotations
     tious = np.array(sorted(set(validation.tious) | set(validation.average_tious)))
-    aligned = align_predictions(ground_truth, results_to_predictions(results))
+    aligned = align_predictions(ground_truth, results_to_predictions(results, "validation"))
     scores = detection_map(ground_truth, aligned, tious)
     per_tiou = {f"{t:g}": float(m) for t, m in zip(scores.tious, scores.mean_ap, strict=True)}
     return per_tiou, scores.average(validation.average_tious)
