@@ -44,10 +44,11 @@ def _global_options(
 
 
 def _register_commands() -> None:
-    from delcli.cli import eval_cmd, train_cmd
+    from delcli.cli import data_cmd, eval_cmd, train_cmd
 
-    eval_cmd.register(app)
+    data_cmd.register(app)
     train_cmd.register(app)
+    eval_cmd.register(app)
 
 
 _register_commands()
