@@ -243,7 +243,7 @@ def test_cli_bad_input_exits_2_with_one_line(capsys, tmp_path, args, message):
 def test_zoo_recipe_matches_the_default_dataset():
     recipe = load_recipe(ZOO_SYNTH)
     config = synth_config("default")
-    assert recipe.data.classes == [c.name for c in make_design(config).classes]
+    assert recipe.data.classes is None  # training pins the data's own class list
     assert recipe.model.num_classes == config.classes
     assert recipe.model.visual_dim == config.rgb_dim + config.flow_dim
     assert recipe.model.audio_dim == recipe.data.audio.dim == config.audio_dim

@@ -142,6 +142,7 @@ class _Loop:
         self.best_map: float | None = None
         self.best_epoch: int | None = None
         self.best_maps: dict[str, float] = {}
+        self.metrics: MetricsLog | None = None  # opened once the run directory exists
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -151,6 +152,7 @@ class _Loop:
         distributed.per_process_batch(config.batch_size, context)
         seed_everything(config.seed)
         self.train_set, val_set, note = build_datasets(recipe, features, annotations)
+        self.recipe = recipe = self._pin_classes(recipe)
         self._check_dataset()
         self.validation = ValidationSet(val_set, recipe) if val_set is not None else None
 
@@ -203,6 +205,25 @@ class _Loop:
                 "device": str(self.device),
             }
         )
+
+    def _pin_classes(self, recipe: Recipe) -> Recipe:
+        """A recipe that leaves `data.classes` open takes the training data's class list
+        (and its size as `model.num_classes`, unless class-agnostic), so that the run's
+        config.yaml and weights name their classes."""
+        if recipe.data.classes is not None:
+            return recipe
+        classes = list(self.train_set.classes)
+        model = recipe.model
+        if model.num_classes not in (1, len(classes)):
+            self._emit(
+                {
+                    "event": "note",
+                    "message": f"model.num_classes={model.num_classes} → {len(classes)}, "
+                    "the classes of the training data (data.classes is not set)",
+                }
+            )
+            model = replace(model, num_classes=len(classes))
+        return replace(recipe, data=replace(recipe.data, classes=classes), model=model)
 
     def _check_dataset(self) -> None:
         classes = len(self.train_set.classes)
