@@ -16,7 +16,7 @@ import typer
 from delcli.cli.output import (
     OutputFormat,
     note,
-    stderr_console,
+    progress_bar,
     stdout_console,
     write_csv,
     write_json,
@@ -225,6 +225,7 @@ def _evaluate_model(
     from delcli import __version__
     from delcli.data.benchmarks import evaluation_protocol
     from delcli.data.dataset import FeatureDataset
+    from delcli.device import resolve_device
     from delcli.evaluation.predictions import results_to_predictions
     from delcli.evaluation.scoring import score_loaded
     from delcli.inference.predictor import predict_dataset, read_external_scores, write_results
@@ -234,7 +235,7 @@ def _evaluate_model(
         raise ConfigError(
             f"--predictions-out {predictions_out}: folder {predictions_out.parent} does not exist"
         )
-    device = _pick_device(device)
+    device = str(resolve_device(device))
     source = resolve_weights(weights)
     model, recipe = load_model(str(source), device=device)
     benchmark_name = dataset or recipe.data.benchmark
@@ -297,38 +298,10 @@ def _evaluate_model(
     return report, title, 1 if data.problems else 0
 
 
-def _pick_device(device: str | None) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"--device '{device}': allowed: cpu, cuda, cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
-    return device
-
-
 def _predict_with_progress(run, total: int):
-    """Call `run(advance)` under a rich progress bar on stderr."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("predicting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=stderr_console(), transient=True) as progress:
-        task = progress.add_task("predict", total=total)
+    """Call `run(advance)` under a progress bar on stderr."""
+    with progress_bar(transient=True) as progress:
+        task = progress.add_task("predicting", total=total)
         return run(lambda done: progress.advance(task, done))
 
 

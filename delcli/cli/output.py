@@ -26,6 +26,25 @@ def stderr_console() -> Console:
     return Console(stderr=True)
 
 
+def progress_bar(*, status: bool = False, transient: bool = True, console: Console | None = None):
+    """A rich progress bar on stderr: description, bar, done/total, [status], times.
+    Pass the console you print other lines with, so they interleave cleanly."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if status:
+        columns.append(TextColumn("{task.fields[status]}"))
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+    return Progress(*columns, console=console or stderr_console(), transient=transient)
+
+
 def note(message: str) -> None:
     """A log line for the user, on stderr."""
     stderr_console().print(f"[dim]note:[/dim] {message}", highlight=False)

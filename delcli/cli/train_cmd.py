@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from delcli.cli.output import stderr_console, stdout_console
+from delcli.cli.output import progress_bar, stderr_console, stdout_console
 from delcli.errors import ConfigError, DelError
 
 EXAMPLES = """
@@ -196,27 +196,9 @@ class _Progress:
     """Rich progress on stderr: one bar over all steps, a line per evaluation."""
 
     def __init__(self, run_dir: Path) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         self.console = stderr_console()
         self.run_dir = run_dir
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self.bar = progress_bar(status=True, transient=False, console=self.console)
         self.task = None
         self.epochs = 0
         self.speed = ""

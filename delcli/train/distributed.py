@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from delcli.device import launched_by_torchrun, resolve_device
 from delcli.errors import ConfigError
 
 
@@ -39,22 +40,6 @@ class Context:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
-
-
-def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
-    """`None` → CUDA when available, else CPU; `cuda` under torchrun → this process's GPU."""
-    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"--device {name}: allowed: cpu, cuda, cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: no CUDA device is available (use --device cpu)")
-    if name == "cuda" and launched_by_torchrun():
-        name = f"cuda:{local_rank}"
-    return torch.device(name)
 
 
 def setup(device: str | None = None) -> Context:
