@@ -429,3 +429,19 @@ def test_a_diverging_run_fails_with_one_line_and_exit_1(cli, tiny_data, tmp_path
     assert cli(["train", str(config), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("del: error: training diverged:") and "train.lr" in err[-1]
+
+
+def test_data_paths_are_made_absolute_so_resume_does_not_depend_on_the_spelling(
+    tmp_path, monkeypatch
+):
+    from delcli.recipe import load_recipe
+    from delcli.train.engine import with_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe("synth")  # data/synth, relative to the working directory
+    resolved = with_data_paths(recipe, None, None)
+    assert resolved.data.features == str(tmp_path / "data" / "synth")
+    assert resolved.data.annotations == str(tmp_path / "data" / "synth" / "annotations.json")
+    given = with_data_paths(recipe, tmp_path / "elsewhere", None)
+    assert given.data.features == str(tmp_path / "elsewhere")
+    assert with_data_paths(load_recipe("unav100"), None, None).data.annotations is None

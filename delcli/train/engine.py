@@ -447,10 +447,16 @@ class _Loop:
 
 
 def with_data_paths(recipe: Recipe, features: Path | None, annotations: Path | None) -> Recipe:
-    """`recipe` with `data.features` / `data.annotations` replaced (absolute paths) when given."""
+    """`recipe` with `data.features` / `data.annotations` replaced when given, and both made
+    absolute, so a run's config.yaml (and `--resume` from another directory) is unambiguous."""
+
+    def absolute(path: str | Path | None) -> str | None:
+        return str(Path(path).resolve()) if path is not None else None
+
     data = recipe.data
-    if features is not None:
-        data = replace(data, features=str(Path(features).resolve()))
-    if annotations is not None:
-        data = replace(data, annotations=str(Path(annotations).resolve()))
+    data = replace(
+        data,
+        features=absolute(features if features is not None else data.features),
+        annotations=absolute(annotations if annotations is not None else data.annotations),
+    )
     return replace(recipe, data=data)
