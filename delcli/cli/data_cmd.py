@@ -1,4 +1,5 @@
-"""`del data`: datasets. `del data synth` writes the synthetic audio-visual benchmark."""
+"""`del data`: datasets. `del data synth` writes the synthetic audio-visual benchmark (features);
+`del data synth-video` writes synthetic mp4 videos with their ground truth."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import typer
 
-from delcli.cli.output import note, stderr_console, stdout_console, write_json
+from delcli.cli.output import note, progress_bar, stderr_console, stdout_console, write_json
 from delcli.errors import ConfigError
 
 data_app = typer.Typer(
     name="data",
-    help="Datasets: make the synthetic audio-visual benchmark.",
+    help="Datasets: make the synthetic audio-visual benchmark (features) or synthetic videos.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -28,6 +29,20 @@ Examples:
   del data synth /tmp/tiny --size tiny --seed 3 --format json
 
   del data synth data/unav-like --like unav100_annotations.json.gz --max-videos 500
+"""  # noqa: E501 - one line per paragraph: the help formatter wraps them
+
+
+SYNTH_VIDEO_HELP = """Write synthetic mp4 videos (H.264 + AAC) with a known timeline of audio, visual and audio-visual events, and their ground truth: OUT/videos/synv_NNNNN.mp4 and OUT/annotations.json (the ActivityNet / UnAV form; subsets train, validation, test).
+
+For the end-to-end path (del extract, del predict) and the demo model. 8 classes, each a visual pattern (a red square, a moving blue disk, a flashing green box, yellow stripes, a magenta checkerboard) and/or a sound (a 440 Hz tone, chirps, clicks, noise bursts, an alarm, a hum); events of 1-6 s, overlapping at times. Deterministic for a seed. A rerun with the same settings resumes an interrupted run or does nothing.
+
+--edge-cases also writes OUT/edge_cases/ for tests: no audio, audio only, variable frame rate, odd frame size, very short, rotated, truncated (two ways) and a broken audio stream, described in edge_cases.json.
+
+Examples:
+
+  del data synth-video data/videos --videos 200
+
+  del data synth-video /tmp/v --videos 3 --duration-range 4:6 --size 64x64 --edge-cases
 """  # noqa: E501 - one line per paragraph: the help formatter wraps them
 
 
@@ -102,6 +117,117 @@ def synth_command(
         console.print(summary_table(result))
         if result.statistics.probe:
             console.print(probe_table(result.statistics))
+
+
+@data_app.command("synth-video", help=SYNTH_VIDEO_HELP)
+def synth_video_command(
+    out: Path = typer.Argument(..., help="Output folder (created; must be new, empty or ours)."),
+    videos: int = typer.Option(100, "--videos", help="Number of videos."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same files."),
+    duration_range: str = typer.Option(
+        "8:20", "--duration-range", help="MIN:MAX seconds of each video."
+    ),
+    size: str = typer.Option("160x120", "--size", help="Frame size WIDTHxHEIGHT."),
+    fps: float = typer.Option(25.0, "--fps", help="Frame rate."),
+    edge_cases: bool = typer.Option(
+        False, "--edge-cases", help="Also write the edge-case files into OUT/edge_cases/."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace videos made with other settings (or regenerate)."
+    ),
+    output_format: StatsFormat = typer.Option(
+        StatsFormat.table, "--format", "-f", help="table for people, json for machines."
+    ),
+) -> None:
+    from delcli.data.synth_video import SynthVideoConfig, write_synth_videos
+
+    low, high = parse_pair(duration_range, ":", "--duration-range", "8:20", float)
+    width, height = parse_pair(size, "x", "--size", "160x120", int)
+    config = SynthVideoConfig(
+        videos=videos,
+        seed=seed,
+        min_duration=low,
+        max_duration=high,
+        width=width,
+        height=height,
+        fps=fps,
+    )
+    if stderr_console().is_terminal:
+        with progress_bar() as bar:
+            task = bar.add_task("writing videos", total=videos)
+            result = write_synth_videos(
+                out,
+                config,
+                force=force,
+                edge_cases=edge_cases,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )
+    else:
+        result = write_synth_videos(out, config, force=force, edge_cases=edge_cases)
+    if result.skipped:
+        note(f"{out} is already complete with these settings; nothing written (--force redoes it)")
+    summary = synth_video_summary(result)
+    if output_format is StatsFormat.json:
+        write_json(summary)
+    else:
+        stdout_console().print(synth_video_table(summary))
+
+
+def parse_pair(text: str, separator: str, option: str, example: str, kind: type) -> tuple:
+    parts = text.lower().split(separator)
+    try:
+        values = tuple(kind(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 2:
+        raise ConfigError(f"{option} '{text}': expected two numbers like {example}")
+    return values
+
+
+def synth_video_summary(result) -> dict:
+    from collections import Counter
+    from dataclasses import asdict
+
+    from delcli.data.synth_video import CLASSES
+
+    events = Counter(e.label for plan in result.plans for e in plan.events)
+    minutes = result.video_seconds / 60
+    return {
+        "folder": str(result.folder),
+        "skipped": result.skipped,
+        "videos": dict(Counter(plan.subset for plan in result.plans)),
+        "video_minutes": round(sum(plan.duration for plan in result.plans) / 60, 2),
+        "written": result.written,
+        "seconds": round(result.seconds, 2),
+        "seconds_per_video_minute": round(result.seconds / minutes, 2) if minutes else None,
+        "classes": [
+            dict(asdict(c), label_id=i, evidence=c.evidence, events=events.get(i, 0))
+            for i, c in enumerate(CLASSES)
+        ],
+        "edge_cases": result.edge_cases,
+    }
+
+
+def synth_video_table(summary: dict):
+    from rich.table import Table
+
+    table = Table(title=f"Synthetic videos · {summary['folder']}", title_justify="left")
+    table.add_column("class")
+    table.add_column("evidence")
+    table.add_column("events", justify="right")
+    for c in summary["classes"]:
+        table.add_row(c["name"], c["evidence"], str(c["events"]))
+    splits = " / ".join(
+        f"{summary['videos'].get(s, 0)} {s}" for s in ("train", "validation", "test")
+    )
+    speed = summary["seconds_per_video_minute"]
+    table.caption = (
+        f"{splits} videos, {summary['video_minutes']:.1f} min; wrote {summary['written']}"
+        + (f" in {summary['seconds']:.1f} s ({speed:.1f} s per video-minute)" if speed else "")
+        + (f"; edge cases: {len(summary['edge_cases'])} files" if summary["edge_cases"] else "")
+    )
+    table.caption_justify = "left"
+    return table
 
 
 def parse_dims(text: str) -> tuple[int, int, int]:

@@ -1,0 +1,263 @@
+"""`basic`: a fast, weight-free extractor of colour, edge, motion and sound statistics.
+
+It needs no download and runs far faster than real time on one CPU core, so it
+is the default for the offline demo and for machines with no extractor weights.
+
+Visual stream, from frames decoded once at the grid's fps with a small short
+side (64 px): per frame, the mean and std of R, G, B; the mean colour of each
+quarter of the picture (2×2 layout); a hue histogram (8 bins, each pixel
+weighted by its chroma, so grey carries no hue); mean saturation and value;
+horizontal and vertical edge energy (mean absolute gradient of the luma).
+Per window these are pooled to mean and std over the window's frames. Motion
+(mean absolute luma difference to the previous frame, overall and per quarter)
+is pooled to mean, std and max.
+
+Audio stream, from 16 kHz audio: 32 log-mel bands (the VGGish front end with
+fewer bands) pooled over the window's 10 ms frames to mean, std and max per
+band, plus mean and max spectral flux (onset strength).
+
+Per-frame statistics are computed in vectorised numpy on whole batches and
+pooled with cumulative sums, so the cost is one pass over the frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from delcli.features.base import Extractor, StreamOutput
+from delcli.features.logmel import LogMelSpec
+
+if TYPE_CHECKING:
+    from delcli.io import MediaInfo
+
+AUDIO_SPEC = LogMelSpec(bands=32)
+HUE_BINS = 8
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _frame_stat_names() -> list[str]:
+    names = [f"{s}_{c}" for s in ("mean", "std") for c in "rgb"]
+    names += [f"quad{q}_{c}" for q in range(4) for c in "rgb"]
+    names += [f"hue{b}" for b in range(HUE_BINS)] + ["saturation", "value", "edge_x", "edge_y"]
+    return names
+
+
+FRAME_STATS = _frame_stat_names()  # per-frame appearance statistics
+MOTION_STATS = ["motion", *(f"motion_quad{q}" for q in range(4))]
+VISUAL_NAMES = (
+    [f"{name}.mean" for name in FRAME_STATS]
+    + [f"{name}.std" for name in FRAME_STATS]
+    + [f"{name}.{pool}" for pool in ("mean", "std", "max") for name in MOTION_STATS]
+)
+AUDIO_NAMES = [
+    f"mel{b}.{pool}" for pool in ("mean", "std", "max") for b in range(AUDIO_SPEC.bands)
+] + ["flux.mean", "flux.max"]
+
+
+# numpy's axis reductions are slow on these small images; sums go through matmul (BLAS).
+
+
+def _means(a: np.ndarray, axes: int) -> np.ndarray:
+    """Mean over the last `axes` axes, as a matrix-vector product."""
+    flat = a.reshape(*a.shape[: a.ndim - axes], -1)
+    return flat @ np.full(flat.shape[-1], 1 / flat.shape[-1], dtype=a.dtype)
+
+
+def _quarter_means(a: np.ndarray) -> np.ndarray:
+    """(…, H, W) → (…, 2, 2) mean of each quarter (a middle odd row/column is dropped)."""
+    h, w = a.shape[-2:]
+    hh, hw = h // 2, w // 2
+    rows = np.zeros((2, h), dtype=a.dtype)
+    rows[0, :hh], rows[1, hh : 2 * hh] = 1 / hh, 1 / hh
+    cols = np.zeros((w, 2), dtype=a.dtype)
+    cols[:hw, 0], cols[hw : 2 * hw, 1] = 1 / hw, 1 / hw
+    return rows @ a @ cols
+
+
+def frame_statistics(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, 3) uint8 RGB → (N, len(FRAME_STATS)) appearance, (N, H, W) luma."""
+    n = frames.shape[0]
+    # Planar (N, 3, H, W) floats: every reduction below runs over contiguous memory.
+    x = frames.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+    mean = _means(x, 2)
+    std = np.sqrt(np.maximum(_means(x * x, 2) - mean * mean, 0))
+    quads = _quarter_means(x).transpose(0, 2, 3, 1).reshape(n, 12)  # quarter-major, then rgb
+
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    value = _means(np.maximum(np.maximum(r, g), b), 2)
+    # Hue and saturation from every other pixel: a quarter of the work, the same statistics.
+    hue_bins, saturation = _colourfulness(x[:, :, ::2, ::2])
+
+    luma = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
+    edge_x = _means(np.abs(np.diff(luma, axis=2)), 2)
+    edge_y = _means(np.abs(np.diff(luma, axis=1)), 2)
+    columns = [saturation, value, edge_x, edge_y]
+    stats = np.concatenate([mean, std, quads, hue_bins, np.stack(columns, axis=1)], axis=1)
+    return stats, luma
+
+
+def _colourfulness(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, HUE_BINS) mean chroma in each hue sector (red at bin 0), (N,) mean saturation.
+
+    Each pixel counts with its chroma (max − min of R, G, B), so grey has no hue.
+    """
+    n = x.shape[0]
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    high = np.maximum(np.maximum(r, g), b)
+    chroma = high - np.minimum(np.minimum(r, g), b)
+    saturation = _means(chroma / np.maximum(high, 1e-6), 2)
+    safe = np.maximum(chroma, 1e-6)
+    hue = np.where(
+        high == r, ((g - b) / safe) % 6, np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4)
+    )  # in [0, 6): sextants of the colour wheel
+    bins = np.minimum((hue * (HUE_BINS / 6)).astype(np.int64), HUE_BINS - 1)
+    index = bins.reshape(n, -1) + np.arange(n)[:, None] * HUE_BINS
+    totals = np.bincount(index.ravel(), weights=chroma.ravel(), minlength=n * HUE_BINS)
+    return (totals.reshape(n, HUE_BINS) / chroma[0].size).astype(np.float32), saturation
+
+
+def motion_statistics(luma: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """(N, len(MOTION_STATS)) mean |Δluma| to the previous frame, overall and per quarter."""
+    before = np.concatenate([luma[:1] if previous is None else previous[None], luma[:-1]])
+    diff = np.abs(luma - before)
+    quads = _quarter_means(diff).reshape(len(diff), 4)
+    return np.concatenate([_means(diff, 2)[:, None], quads], axis=1)
+
+
+def pool_windows(
+    values: np.ndarray, first: np.ndarray, end: np.ndarray, pools: tuple[str, ...]
+) -> np.ndarray:
+    """(T, len(pools)·D): each pool ('mean', 'std', 'max') of values[first_i:end_i].
+
+    Windows are clipped to the rows present; an empty window pools to 0.
+    """
+    count_rows, dim = values.shape
+    first = np.clip(first, 0, count_rows)
+    end = np.clip(end, first, count_rows)
+    count = (end - first)[:, None].astype(np.float64)
+    safe = np.maximum(count, 1)
+    data = values.astype(np.float64)
+    out = []
+    if "mean" in pools or "std" in pools:
+        sums = np.concatenate([np.zeros((1, dim)), np.cumsum(data, axis=0)])
+        squares = np.concatenate([np.zeros((1, dim)), np.cumsum(data * data, axis=0)])
+        mean = (sums[end] - sums[first]) / safe
+        variance = np.maximum((squares[end] - squares[first]) / safe - mean * mean, 0)
+    for pool in pools:
+        if pool == "mean":
+            out.append(mean)
+        elif pool == "std":
+            out.append(np.sqrt(variance))
+        elif pool == "max":
+            out.append(_window_max(data, first, end))
+        else:
+            raise ValueError(f"unknown pool {pool!r}")
+    pooled = np.concatenate(out, axis=1)
+    pooled[(count == 0)[:, 0]] = 0
+    return pooled.astype(np.float32)
+
+
+def _window_max(data: np.ndarray, first: np.ndarray, end: np.ndarray) -> np.ndarray:
+    width = int((end - first).max()) if len(first) else 0
+    out = np.zeros((len(first), data.shape[1]))
+    if width == 0:
+        return out
+    padded = np.concatenate([data, np.full((width, data.shape[1]), -np.inf)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=0)  # (R, D, width)
+    inside = np.arange(width)[None, :] < (end - first)[:, None]  # (T, width)
+    for lo in range(0, len(first), 256):  # chunks bound the (chunk, D, width) copy
+        picked = np.where(inside[lo : lo + 256, None, :], windows[first[lo : lo + 256]], -np.inf)
+        out[lo : lo + 256] = picked.max(axis=2)
+    return out  # empty windows hold -inf here; the caller zeroes them
+
+
+class BasicExtractor(Extractor):
+    """`basic`: `basic_visual` (colour, layout, hue, edges, motion) and `basic_audio` (log-mel).
+
+    Options: `size` (short side of the decoded frames, pixels), `batch_size`
+    (frames decoded per batch).
+    """
+
+    name = "basic"
+    version = "1"
+    option_defaults: ClassVar[dict[str, Any]] = {"size": 64, "batch_size": 64}
+
+    @property
+    def outputs(self) -> list[StreamOutput]:
+        return [
+            StreamOutput("basic_visual", "visual", len(VISUAL_NAMES)),
+            StreamOutput("basic_audio", "audio", len(AUDIO_NAMES)),
+        ]
+
+    def extract(self, path: str | Path, info: MediaInfo) -> dict[str, np.ndarray]:
+        num_steps = self.grid.num_steps(info.duration)
+        visual_out, audio_out = self.outputs
+        visual = (
+            self.zeros(num_steps, visual_out)
+            if info.video is None
+            else self.visual_features(path, num_steps)
+        )
+        audio = None
+        if info.audio is not None:
+            from delcli.io import read_audio
+
+            waveform = read_audio(path, AUDIO_SPEC.sample_rate)
+            if waveform is not None:
+                audio = self.audio_features(waveform, num_steps)
+        if audio is None:
+            audio = self.zeros(num_steps, audio_out)
+        return {visual_out.name: visual, audio_out.name: audio}
+
+    def visual_features(self, path: str | Path, num_steps: int) -> np.ndarray:
+        """(T, len(VISUAL_NAMES)) float32 from frames decoded at the grid's fps."""
+        from delcli.io import frame_batches
+
+        appearance, motion, previous = [], [], None
+        size, batch = int(self.options["size"]), int(self.options["batch_size"])
+        for frames in frame_batches(path, self.grid.fps, size=size, batch=batch):
+            stats, luma = frame_statistics(frames)
+            appearance.append(stats)
+            motion.append(motion_statistics(luma, previous))
+            previous = luma[-1]
+        return self.pool_visual(appearance, motion, num_steps)
+
+    def pool_visual(self, appearance: list, motion: list, num_steps: int) -> np.ndarray:
+        if not appearance:
+            return self.zeros(num_steps, self.outputs[0])
+        first, end = self.grid.frame_windows(num_steps)
+        return np.concatenate(
+            [
+                pool_windows(np.concatenate(appearance), first, end, ("mean", "std")),
+                pool_windows(np.concatenate(motion), first, end, ("mean", "std", "max")),
+            ],
+            axis=1,
+        )
+
+    def audio_features(self, waveform: np.ndarray, num_steps: int) -> np.ndarray:
+        """(T, len(AUDIO_NAMES)) float32 from a 16 kHz mono waveform."""
+        import torch
+
+        from delcli.features.logmel import log_mel_frames
+
+        spec = AUDIO_SPEC
+        # Window i pools the 25 ms frames that fit in it from its start: the same count for all.
+        per_window = max(1, spec.num_frames(round(self.grid.window_seconds * spec.sample_rate)))
+        first = np.rint(self.grid.window_starts(num_steps) * spec.frame_rate).astype(np.int64)
+        end = first + per_window
+        needed = spec.samples_for(int(end[-1]))
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if len(waveform) < needed:
+            waveform = np.pad(waveform, (0, needed - len(waveform)))
+        with torch.inference_mode():
+            mel = log_mel_frames(torch.from_numpy(waveform), spec).numpy()
+        flux = np.maximum(np.diff(mel, axis=0, prepend=mel[:1]), 0).mean(axis=1, keepdims=True)
+        return np.concatenate(
+            [
+                pool_windows(mel, first, end, ("mean", "std", "max")),
+                pool_windows(flux, first, end, ("mean", "max")),
+            ],
+            axis=1,
+        )

@@ -1,0 +1,104 @@
+"""Extractor weights: a local safetensors file or a file in the Hugging Face cache.
+
+A spec is either a path (`vggish.safetensors`) or `hf://ORG/NAME/FILE[@REVISION]`
+(revision: a branch, tag or commit; default `main`). Hub files are looked up in
+the local cache only — `HF_HUB_CACHE`, else `HF_HOME`/hub, else the default —
+read when called, so a changed environment is honoured even after
+`huggingface_hub` was imported. Nothing is ever downloaded here, so a missing
+file fails at once instead of after the hub client's retries; the message says
+how to fetch it. Only safetensors is read, never a pickle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from delcli.errors import WeightsError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+HF_SCHEME = "hf://"
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle")
+
+
+def parse_hf_spec(spec: str) -> tuple[str, str, str | None]:
+    """`hf://ORG/NAME/FILE[@REVISION]` → (repo id, file in the repo, revision or None)."""
+    rest = spec[len(HF_SCHEME) :]
+    revision = None
+    if "@" in rest:
+        rest, revision = rest.rsplit("@", 1)
+        if not revision or "/" in revision:
+            raise WeightsError(f"{spec}: bad revision after '@' (a branch, tag or commit)")
+    parts = rest.split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        raise WeightsError(f"{spec}: expected hf://ORG/NAME/FILE[@REVISION]")
+    org, name, filename = parts
+    return f"{org}/{name}", filename, revision
+
+
+def hub_cache_dir() -> Path | None:
+    """The Hugging Face cache the environment names now (None: the library default)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return None
+
+
+def resolve_weights_file(spec: str) -> Path:
+    """The local file a weights spec points to; `WeightsError` if there is none."""
+    if spec.startswith(HF_SCHEME):
+        return _from_hub_cache(spec)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise WeightsError(f"{spec}: no such file")
+    if not path.is_file():
+        raise WeightsError(f"{spec}: not a file")
+    return path
+
+
+def _from_hub_cache(spec: str) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    repo, filename, revision = parse_hf_spec(spec)
+    cache = hub_cache_dir()
+    try:
+        found = hf_hub_download(
+            repo, filename, revision=revision, cache_dir=cache, local_files_only=True
+        )
+    except HFValidationError as error:
+        raise WeightsError(f"{spec}: {str(error).splitlines()[0]}") from None
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError):
+        where = str(cache) if cache else "the default cache"
+        fetch = f"hf download {repo} {filename}" + (f" --revision {revision}" if revision else "")
+        raise WeightsError(
+            f"{spec} is not in the Hugging Face cache ({where}; offline); download it with: {fetch}"
+        ) from None
+    return Path(found)
+
+
+def load_extractor_weights(spec: str) -> dict[str, Tensor]:
+    """Tensors (on the CPU) of the safetensors file `spec` names.
+
+    Raises `WeightsError` (one line) for a missing file, a hub file not in the
+    cache, and anything that is not a readable safetensors file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = resolve_weights_file(spec)
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        hint = ""
+        if path.suffix.lower() in PICKLE_SUFFIXES or spec.lower().endswith(PICKLE_SUFFIXES):
+            hint = (
+                "; del never loads pickled checkpoints: convert it to safetensors first "
+                "(scripts/convert_vggish.py for torchvggish)"
+            )
+        raise WeightsError(f"{spec}: not a safetensors file, or corrupt ({reason}){hint}") from None
