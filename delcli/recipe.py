@@ -11,6 +11,7 @@ import difflib
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from delcli.errors import ConfigError
 from delcli.inference.nms import NMSConfig
@@ -92,6 +93,32 @@ class InferenceConfig:
 
 
 @dataclass
+class ExtractorSpec:
+    """One feature extractor of a recipe: registry name, weights, options.
+
+    `weights` is a spec `delcli.features.weights.load_extractor_weights` reads
+    (a path, or `hf://ORG/NAME/FILE@REV`); extractors with several weight
+    files take a mapping (e.g. i3d: {rgb: …, flow: …}).
+    """
+
+    name: str
+    weights: str | dict[str, str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FeatureRecipe:
+    """How this model's features are made from a video (`del extract`, `del predict`).
+
+    The extractors run on the dataset grid (`data.fps/stride/window`); their
+    outputs are written as `{video}_{output}.npy` and the model's streams are
+    `data.visual.files` / `data.audio.files`, which name those outputs.
+    """
+
+    extractors: list[ExtractorSpec]
+
+
+@dataclass
 class PaperResult:
     """The paper's reported row, for comparison (percent)."""
 
@@ -109,6 +136,7 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    features: FeatureRecipe | None = None
     paper: PaperResult | None = None
 
 
