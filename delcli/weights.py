@@ -109,6 +109,17 @@ def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str,
     return tensors, recipe, metadata
 
 
+def packaged_weights(name: str) -> Path | None:
+    """Weights that ship inside the package (`delcli/resources/<name>/<name>.safetensors`),
+    e.g. the offline `demo` model; None when there are none."""
+    if not name.isidentifier():
+        return None
+    from delcli.resources import resource_path
+
+    path = resource_path(f"{name}/{name}.safetensors")
+    return path if path.is_file() else None
+
+
 def resolve_weights(spec: str) -> Path:
     """The weights file meant by `spec`: a run directory, a file, or a zoo name."""
     path = Path(spec).expanduser()
@@ -124,6 +135,9 @@ def resolve_weights(spec: str) -> Path:
     if path.is_file():
         return path
     names = zoo_names()
+    packaged = packaged_weights(spec)
+    if packaged is not None:
+        return packaged
     if spec in names:
         raise WeightsError(
             f"weights for '{spec}' are not published yet; "
