@@ -99,9 +99,16 @@ def main() -> None:
         subprocess.run([args.del_, "data", "synth", str(args.data)], check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
+
+    def attempt(row: str) -> dict:
+        try:
+            return train_and_evaluate(row, args, threads)
+        except (RuntimeError, subprocess.CalledProcessError) as error:  # one row, not the table
+            print(f"{row}: {error}", file=sys.stderr)
+            return {"error": str(error)}
+
     with ThreadPoolExecutor(args.jobs) as pool:
-        reports = dict(zip(rows, pool.map(lambda r: train_and_evaluate(r, args, threads), rows),
-                           strict=True))  # fmt: skip
+        reports = dict(zip(rows, pool.map(attempt, rows), strict=True))
 
     from rich.console import Console
     from rich.table import Table
@@ -110,8 +117,11 @@ def main() -> None:
     table = Table(title=f"Synthetic benchmark ({args.data}), test split, mAP (%)")
     for name in ("row", *columns, "avg 0.1:0.9", "Δ vs full", "train min"):
         table.add_column(name, justify="left" if name == "row" else "right")
-    full = reports.get("full DEL", {}).get("average_map")
+    full = reports.get("full DEL", {}).get("average_map")  # None when that row failed
     for row, report in reports.items():
+        if "error" in report:
+            table.add_row(row, *["failed"] + [""] * (len(columns) + 2))
+            continue
         average = 100 * report["average_map"]
         delta = f"{average - 100 * full:+.1f}" if full is not None and row != "full DEL" else ""
         table.add_row(row, *(f"{100 * report['map'][c]:.1f}" for c in columns), f"{average:.1f}",

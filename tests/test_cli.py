@@ -138,3 +138,15 @@ def test_the_installed_console_script_runs():
     )
     assert done.returncode == 2
     assert done.stderr == "del: error: missing.csv: no such file\n"
+
+
+def test_a_reader_that_leaves_early_is_not_a_failure():
+    script = Path(sys.executable).with_name("del")
+    process = subprocess.Popen(
+        [str(script), "eval", "-d", "unav100", "-p", str(EXAMPLE), "--per-class"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    assert process.wait(timeout=60) == 0
+    assert b"Traceback" not in process.stderr.read()

@@ -445,3 +445,17 @@ def test_data_paths_are_made_absolute_so_resume_does_not_depend_on_the_spelling(
     given = with_data_paths(recipe, tmp_path / "elsewhere", None)
     assert given.data.features == str(tmp_path / "elsewhere")
     assert with_data_paths(load_recipe("unav100"), None, None).data.annotations is None
+
+
+def test_resume_accepts_a_recipe_whose_class_list_the_run_pinned(tmp_path):
+    from delcli.errors import ConfigError
+    from delcli.recipe import load_recipe, recipe_to_dict
+    from delcli.settings import write_yaml
+    from delcli.train.checkpoint import check_same_recipe
+
+    open_recipe = load_recipe("synth")
+    pinned = load_recipe("synth", ["data.classes=[a, b]", "model.num_classes=2"])
+    write_yaml(tmp_path / "config.yaml", recipe_to_dict(pinned))
+    check_same_recipe(open_recipe, tmp_path)  # no error: None means "the data's classes"
+    with pytest.raises(ConfigError, match=r"data\.classes"):
+        check_same_recipe(load_recipe("synth", ["data.classes=[a, c]"]), tmp_path)

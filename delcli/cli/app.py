@@ -44,9 +44,11 @@ def _global_options(
 
 
 def _register_commands() -> None:
-    from delcli.cli import data_cmd, eval_cmd, train_cmd
+    from delcli.cli import data_cmd, eval_cmd, extract_cmd, predict_cmd, train_cmd
 
     data_cmd.register(app)
+    extract_cmd.register(app)
+    predict_cmd.register(app)
     train_cmd.register(app)
     eval_cmd.register(app)
 
@@ -80,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `del eval … | head`: the reader left; not an error
         sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silences the flush at exit
         return 0
+    except SystemExit:
+        # click turns a closed stdout pipe into exit 1 after wrapping stdout; the reader
+        # leaving early is not a failure
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            return 0
+        raise
     except (KeyboardInterrupt, typer.Abort):
         _error("interrupted")
         return 130

@@ -28,7 +28,11 @@ def stderr_console() -> Console:
 
 def progress_bar(*, status: bool = False, transient: bool = True, console: Console | None = None):
     """A rich progress bar on stderr: description, bar, done/total, [status], times.
-    Pass the console you print other lines with, so they interleave cleanly."""
+
+    Pass the console you print other lines with, so they interleave cleanly. Writes to
+    stdout pass through the bar only when stdout is the same terminal (otherwise rich
+    would send piped data to the terminal); a non-terminal stderr gets no bar.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -38,11 +42,19 @@ def progress_bar(*, status: bool = False, transient: bool = True, console: Conso
         TimeRemainingColumn,
     )
 
+    console = console or stderr_console()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     if status:
         columns.append(TextColumn("{task.fields[status]}"))
     columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-    return Progress(*columns, console=console or stderr_console(), transient=transient)
+    return Progress(
+        *columns,
+        console=console,
+        transient=transient,
+        redirect_stdout=sys.stdout.isatty(),
+        redirect_stderr=False,
+        disable=not console.is_terminal,
+    )
 
 
 def note(message: str) -> None:

@@ -1,0 +1,103 @@
+"""Build the offline demo: synthetic videos → `basic` features → a small DEL → package.
+
+Every step is the `del` command a user would run, so the demo exercises the
+real path end to end:
+
+1. `del data synth-video WORK --videos N` (mp4s with a known timeline);
+2. `del extract WORK/videos/*.mp4 --recipe demo --out WORK/features`;
+3. `del train demo` on those features (zoo/demo.yaml);
+4. `del eval` of the best weights on the held-out test split;
+5. the weights (safetensors, with the recipe inside), one held-out demo video
+   and its ground truth are copied into `delcli/resources/demo/`, with a
+   README recording the commands and the measured mAP.
+
+    python scripts/make_demo.py [--work data/demo] [--videos 300] [--seed 0] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "delcli" / "resources" / "demo"
+
+
+def run(*command: str, stdout=None) -> None:
+    print("+", " ".join(command), file=sys.stderr, flush=True)
+    subprocess.run(command, check=True, stdout=stdout)
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    temporary = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, temporary)
+    os.chmod(temporary, 0o644)
+    temporary.replace(target)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("data/demo"))
+    parser.add_argument("--videos", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="extraction workers")
+    args = parser.parse_args()
+    tool = str(Path(sys.executable).with_name("del"))
+    work, features, run_dir = args.work, args.work / "features", args.work / "run"
+    annotations = work / "annotations.json"
+    started = time.perf_counter()
+
+    run(tool, "data", "synth-video", str(work), "--videos", str(args.videos), "--seed",
+        str(args.seed))  # fmt: skip
+    videos = sorted(str(p) for p in (work / "videos").glob("*.mp4"))
+    run(tool, "extract", *videos, "--recipe", "demo", "--out", str(features), "--workers",
+        str(args.jobs))  # fmt: skip
+    data = ["--features", str(features), "--annotations", str(annotations)]
+    resume = ["--resume"] if (run_dir / "checkpoint").exists() else []
+    run(tool, "train", "demo", *data, "--out", str(run_dir), *resume)
+    with open(work / "test_eval.json", "w") as handle:
+        run(tool, "eval", "--weights", str(run_dir), *data, "--split", "test", "--format", "json",
+            stdout=handle)  # fmt: skip
+    report = json.loads((work / "test_eval.json").read_text())
+
+    # The demo video: the longest held-out test video, with its ground truth.
+    database = json.loads(annotations.read_text())["database"]
+    test = [v for v, entry in database.items() if entry["subset"] == "test"]
+    chosen = max(test, key=lambda v: (len(database[v]["annotations"]), database[v]["duration"]))
+    PACKAGE.mkdir(parents=True, exist_ok=True)
+    atomic_copy(run_dir / "best.safetensors", PACKAGE / "demo.safetensors")
+    atomic_copy(work / "videos" / f"{chosen}.mp4", PACKAGE / "demo.mp4")
+    truth = {"version": "del demo", "database": {"demo": database[chosen]}}
+    (PACKAGE / "demo_annotations.json").write_text(json.dumps(truth, indent=1) + "\n")
+    minutes = (time.perf_counter() - started) / 60
+    maps = ", ".join(f"{t}: {100 * m:.1f}" for t, m in report["map"].items())
+    (PACKAGE / "README.md").write_text(
+        f"""# The demo model
+
+Made by `python scripts/make_demo.py --videos {args.videos} --seed {args.seed}` in
+{minutes:.0f} minutes on the machine that ran it: {args.videos} synthetic videos
+(`del data synth-video`, 8 classes of audio, visual and audio-visual events),
+`basic` features (`del extract --recipe demo`), a small DEL (`zoo/demo.yaml`,
+`del train demo`).
+
+- `demo.safetensors` — the EMA weights of the best validation epoch, with the
+  recipe (and class list) in their metadata;
+- `demo.mp4` — held-out test video `{chosen}` ({database[chosen]["duration"]:.1f} s,
+  {len(database[chosen]["annotations"])} events), with `demo_annotations.json`, its
+  ground truth under the id `demo`.
+
+Held-out test split ({report["counts"]["videos"]} videos,
+{report["counts"]["ground_truth"]} events): average mAP over tIoU 0.1:0.9 =
+**{100 * report["average_map"]:.1f}** ({maps}).
+"""
+    )
+    print(f"demo packaged in {PACKAGE} · test avg mAP {100 * report['average_map']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
