@@ -44,6 +44,8 @@ READABLE_THRESHOLD = 0.2
 EXAMPLES = """
 Examples:
 
+  del predict --demo --plot demo_timeline.png      (offline: the packaged demo)
+
   del predict video.mp4
 
   del predict clips/*.mp4 --format jsonl | jq -c 'select(.score > 0.5)'
@@ -129,10 +131,18 @@ def predict_command(
     device: str | None = typer.Option(
         None, "--device", help="cpu or cuda (default: cuda when available)."
     ),
+    demo: bool = typer.Option(
+        False,
+        "--demo",
+        help="Run the packaged demo: its synthetic video (when no video is given), its ground "
+        "truth in the plot, and the demo model. Offline.",
+    ),
 ) -> int:
     from delcli.device import resolve_device
     from delcli.inference.video import class_names, predict_video
 
+    if demo:
+        videos, annotations = demo_inputs(videos, list_file, annotations)
     paths = gather_videos(videos or [], list_file)
     plot_target = check_plot(plot, annotations, len(paths))
     if output is not None and not output.parent.is_dir():
@@ -165,6 +175,22 @@ def predict_command(
 
 
 # -- inputs ----------------------------------------------------------------------------------
+
+
+def demo_inputs(
+    videos: list[str] | None, list_file: Path | None, annotations: Path | None
+) -> tuple[list[str] | None, Path | None]:
+    """The packaged demo video (unless videos are given) and its ground truth."""
+    from delcli.resources import resource_path
+
+    video = resource_path("demo/demo.mp4")
+    if not video.is_file():
+        raise ConfigError("the demo is not shipped with this installation (no demo/demo.mp4)")
+    if not videos and list_file is None:
+        videos = [str(video)]
+        if annotations is None:
+            annotations = resource_path("demo/demo_annotations.json")
+    return videos, annotations
 
 
 def gather_videos(arguments: list[str], list_file: Path | None) -> list[Path]:
