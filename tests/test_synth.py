@@ -13,13 +13,8 @@ from delcli.cli import app as cli_app
 from delcli.cli import data_cmd
 from delcli.data.benchmarks import get_benchmark
 from delcli.data.formats import read_annotations
-from delcli.data.synth import (
-    EVIDENCE_TYPES,
-    SIZES,
-    make_design,
-    synth_config,
-    write_synth_dataset,
-)
+from delcli.data.synth import SIZES, synth_config, write_synth_dataset
+from delcli.data.synth_signal import EVIDENCE_TYPES, make_design
 from delcli.data.synth_stats import grid_length, step_centres, step_labels
 from delcli.errors import ConfigError, DataError
 from delcli.recipe import load_recipe

@@ -11,18 +11,10 @@ import pytest
 from delcli.cli import app as cli_app
 from delcli.cli import data_cmd
 from delcli.data.formats import read_annotations
-from delcli.data.synth_video import (
-    CLASSES,
-    COLOURS,
-    EDGE_CASES,
-    MAX_CONCURRENT,
-    Event,
-    SynthVideoConfig,
-    VideoPlan,
-    plan_videos,
-    write_synth_videos,
-    write_video,
-)
+from delcli.data.synth_video import CLASSES, EDGE_CASES, SynthVideoConfig, write_synth_videos
+from delcli.data.synth_video.mp4 import write_video
+from delcli.data.synth_video.render import COLOURS
+from delcli.data.synth_video.timeline import MAX_CONCURRENT, Event, VideoPlan, plan_videos
 from delcli.errors import ConfigError
 from delcli.io import iter_frames, probe, read_audio
 

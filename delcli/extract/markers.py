@@ -1,0 +1,85 @@
+"""Finished videos, and files that are never half-written.
+
+Nothing half-written survives: every array goes to a hidden temporary file in its
+folder (`.NAME.PID.tmp`) and is renamed into place. A video is *finished* when its
+marker `OUT/.del-extract/videos/{video}.json` lists every file of this run and those
+files exist; the marker is written (atomically) after the arrays, so a rerun skips
+finished videos and redoes the rest. Markers left without a features.json are
+dropped (nothing says which settings made them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from delcli.extract.layout import STATE, OutputFile
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a hidden temporary file in the same folder, then rename into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            write(handle)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """`.npy`, or `.npz` with the array under `feats` (what ActionFormer's loaders read)."""
+    if path.suffix == ".npz":
+        write_atomic(path, lambda handle: np.savez(handle, feats=array))
+    else:
+        write_atomic(path, lambda handle: np.save(handle, array, allow_pickle=False))
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    text = (json.dumps(data, indent=1) + "\n").encode("utf-8")
+    write_atomic(path, lambda handle: handle.write(text))
+
+
+def marker_path(out: Path, video: str) -> Path:
+    return out / STATE / "videos" / f"{video}.json"
+
+
+def read_marker(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    keys = ("files", "outputs", "length", "duration")
+    if not isinstance(record, dict) or not all(k in record for k in keys):
+        return None
+    return record if isinstance(record["files"], dict) else None
+
+
+def is_finished(out: Path, video: str, files: Sequence[OutputFile]) -> bool:
+    record = read_marker(marker_path(out, video))
+    if record is None or not {f.pattern for f in files} <= set(record["files"]):
+        return False
+    return all(f.path(out, video).exists() for f in files)
+
+
+def write_marker(
+    out: Path, video: str, files: Sequence[OutputFile], length: int, duration: float
+) -> None:
+    """The video's marker: this run's files plus earlier runs' that are still there."""
+    marker = marker_path(out, video)
+    before = read_marker(marker)
+    kept = {
+        pattern: outputs
+        for pattern, outputs in (before["files"].items() if before else ())
+        if (out / pattern.replace("{video}", video)).exists()
+    }
+    kept.update({f.pattern: list(f.outputs) for f in files})
+    names = list(dict.fromkeys(name for outputs in kept.values() for name in outputs))
+    record = {"files": kept, "outputs": names, "length": length, "duration": duration}
+    write_json_atomic(marker, record)
