@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from delcli.errors import ConfigError
+from delcli.hub.manifest import WeightsManifest
 from delcli.inference.nms import NMSConfig
 from delcli.model.config import ModelConfig
 from delcli.settings import apply_overrides, from_dict, read_yaml, to_dict
@@ -138,6 +139,7 @@ class Recipe:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     features: FeatureRecipe | None = None
     paper: PaperResult | None = None
+    weights: WeightsManifest | None = None  # where the trained weights live (delcli.hub)
 
 
 def zoo_names() -> list[str]:

@@ -8,7 +8,8 @@ ever read (never pickle).
 
 A weights *spec* on the command line is a run directory (`best.safetensors`,
 else `last.safetensors`), a file, or a zoo recipe name (published weights come
-with the Hub layer; until then a zoo name says how to train them).
+through `delcli.hub`, packaged ones from the package, and an unpublished one
+says how to train it).
 """
 
 from __future__ import annotations
@@ -120,8 +121,13 @@ def packaged_weights(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def resolve_weights(spec: str) -> Path:
-    """The weights file meant by `spec`: a run directory, a file, or a zoo name."""
+def resolve_weights(spec: str, download: bool = True) -> Path:
+    """The weights file meant by `spec`: a run directory, a file, or a zoo name.
+
+    A zoo name means its packaged weights, or its published ones: from the
+    Hugging Face cache, else downloaded (unless `download` is False or
+    HF_HUB_OFFLINE is set), verified by sha256 (`delcli.hub.download.fetch`).
+    """
     path = Path(spec).expanduser()
     if path.is_dir():
         for name in RUN_DIR_FILES:
@@ -139,6 +145,16 @@ def resolve_weights(spec: str) -> Path:
     if packaged is not None:
         return packaged
     if spec in names:
+        manifest = load_recipe(spec).weights
+        if manifest is not None and manifest.status == "published":
+            from delcli.hub.download import fetch
+
+            return fetch(manifest, allow_download=download, name=spec)
+        if manifest is not None and manifest.status == "packaged":
+            raise WeightsError(
+                f"the weights of '{spec}' should ship with del (delcli/resources/{spec}/"
+                f"{spec}.safetensors) but this installation lacks them; reinstall del"
+            )
         raise WeightsError(
             f"weights for '{spec}' are not published yet; "
             f"train them with: del train {spec} --features DIR"

@@ -40,6 +40,19 @@ def atomic_copy(source: Path, target: Path) -> None:
     temporary.replace(target)
 
 
+def record_in_manifest(weights: Path) -> None:
+    """Write the packaged weights' sha256 and size into zoo/demo.yaml's weights block."""
+    import hashlib
+    import re
+
+    manifest = Path(__file__).resolve().parent.parent / "zoo" / "demo.yaml"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    text = manifest.read_text()
+    text = re.sub(r"(?m)^(  sha256: ).*$", rf"\g<1>{digest}", text, count=1)
+    text = re.sub(r"(?m)^(  size: ).*$", rf"\g<1>{weights.stat().st_size}", text, count=1)
+    manifest.write_text(text)
+
+
 def showcase(events: list[dict]) -> tuple[bool, int, int]:
     """How much of the task a video shows: (an overlap, kinds of evidence, events)."""
     from delcli.data.synth_video import CLASSES
@@ -84,6 +97,7 @@ def main() -> None:
     chosen = max(test, key=lambda v: showcase(database[v]["annotations"]))
     PACKAGE.mkdir(parents=True, exist_ok=True)
     atomic_copy(run_dir / "best.safetensors", PACKAGE / "demo.safetensors")
+    record_in_manifest(PACKAGE / "demo.safetensors")
     atomic_copy(work / "videos" / f"{chosen}.mp4", PACKAGE / "demo.mp4")
     truth = {"version": "del demo", "database": {"demo": database[chosen]}}
     (PACKAGE / "demo_annotations.json").write_text(json.dumps(truth, indent=1) + "\n")

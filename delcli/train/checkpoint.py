@@ -89,6 +89,8 @@ def check_same_recipe(recipe: Recipe, run_dir: Path) -> None:
     from delcli.settings import read_yaml
 
     saved, given = read_yaml(path), json.loads(json.dumps(recipe_to_dict(recipe)))
+    saved.pop("weights", None)  # where weights are published is not part of training
+    given.pop("weights", None)
     if given["data"].get("classes") is None:  # left open: the run pinned the data's classes
         given["data"]["classes"] = saved.get("data", {}).get("classes")
         given["model"]["num_classes"] = saved.get("model", {}).get("num_classes")
