@@ -296,6 +296,8 @@ def test_run_directory_holds_loadable_weights_and_metrics(tiny_data, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train = next(r for r in rows if r["event"] == "train")
     assert {"inter", "intra", "score", "cls", "reg", "total", "lr", "videos_per_s"} <= train.keys()
+    epoch = next(r for r in rows if r["event"] == "epoch")
+    assert epoch["peak_rss_mib"] > 50  # this process holds torch at least
     evaluation = next(r for r in rows if r["event"] == "eval")
     assert evaluation["videos"] == 3 and 0.0 <= evaluation["average_map"] <= 1.0
     assert set(json.loads((run / "val_predictions.json").read_text())["results"]) == {

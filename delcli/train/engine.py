@@ -337,7 +337,13 @@ class _Loop:
             if max_steps is not None and self.step >= max_steps:
                 break
         self._emit(
-            {"event": "epoch", "epoch": epoch_number, "step": self.step, **whole.summary(context)}
+            {
+                "event": "epoch",
+                "epoch": epoch_number,
+                "step": self.step,
+                **whole.summary(context),
+                **peak_memory(self.device),
+            }
         )
         self.epoch += 1
 
@@ -460,3 +466,16 @@ def with_data_paths(recipe: Recipe, features: Path | None, annotations: Path | N
         annotations=absolute(annotations if annotations is not None else data.annotations),
     )
     return replace(recipe, data=data)
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak memory of this process so far, MiB: resident set (`peak_rss_mib`) and, on
+    CUDA, the allocator's peak (`peak_cuda_mib`)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peaks = {"peak_rss_mib": round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)}
+    if device.type == "cuda":
+        peaks["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return peaks
