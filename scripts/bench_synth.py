@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,11 +63,9 @@ def train_and_evaluate(row: str, args: argparse.Namespace, threads: int) -> dict
     log = args.out / f"{slug(row)}.log"
     paths = ["--features", str(args.data), "--annotations", str(args.data / "annotations.json")]
     overrides = [item for key in ROWS[row] + args.set for item in ("--set", key)]
-    started = time.perf_counter()
     resume = ["--resume"] if (folder / "checkpoint").exists() else []
     run([args.del_, "train", "synth", *paths, "--out", str(folder), *resume, *overrides], log,
         threads)  # fmt: skip
-    minutes = (time.perf_counter() - started) / 60
     evaluation = folder / "test_eval.tmp"
     with open(evaluation, "w") as handle:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -76,10 +73,27 @@ def train_and_evaluate(row: str, args: argparse.Namespace, threads: int) -> dict
                    "--format", "json"]  # fmt: skip
         subprocess.run(command, stdout=handle, stderr=subprocess.DEVNULL, env=env, check=True)
     report = json.loads(evaluation.read_text())
-    report["train_minutes"] = minutes
     result_file.write_text(json.dumps(report))
     evaluation.unlink()
     return report
+
+
+def run_figures(folder: Path) -> tuple[int, float, int]:
+    """(numbers in best.safetensors, median training seconds per epoch, best epoch) of a run.
+
+    Seconds per epoch come from metrics.jsonl, so a resumed run counts every epoch once;
+    they depend on what else the machine ran (see --jobs)."""
+    import math
+    import statistics
+
+    from safetensors import safe_open
+
+    with safe_open(folder / "best.safetensors", "pt") as weights:
+        size = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights)
+    events = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    seconds = statistics.median(e["seconds"] for e in events if e["event"] == "epoch")
+    best = max((e for e in events if e["event"] == "eval"), key=lambda e: e["step"])["best_epoch"]
+    return size, seconds, best
 
 
 def main() -> None:
@@ -115,17 +129,18 @@ def main() -> None:
 
     columns = ["0.1", "0.3", "0.5", "0.7", "0.9"]
     table = Table(title=f"Synthetic benchmark ({args.data}), test split, mAP (%)")
-    for name in ("row", *columns, "avg 0.1:0.9", "Δ vs full", "train min"):
+    for name in ("row", *columns, "avg 0.1:0.9", "Δ vs full", "weights M", "s/epoch", "best ep"):
         table.add_column(name, justify="left" if name == "row" else "right")
     full = reports.get("full DEL", {}).get("average_map")  # None when that row failed
     for row, report in reports.items():
         if "error" in report:
-            table.add_row(row, *["failed"] + [""] * (len(columns) + 2))
+            table.add_row(row, *["failed"] + [""] * (len(columns) + 4))
             continue
         average = 100 * report["average_map"]
         delta = f"{average - 100 * full:+.1f}" if full is not None and row != "full DEL" else ""
+        size, seconds, best = run_figures(args.out / slug(row))
         table.add_row(row, *(f"{100 * report['map'][c]:.1f}" for c in columns), f"{average:.1f}",
-                      delta, f"{report['train_minutes']:.0f}")  # fmt: skip
+                      delta, f"{size / 1e6:.2f}", f"{seconds:.0f}", str(best))  # fmt: skip
     Console(width=140).print(table)
 
 
