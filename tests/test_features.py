@@ -224,6 +224,14 @@ def test_log_mel_matches_the_numpy_formula_in_float32(test_audio):
     assert np.abs(ours.numpy() - numpy_log_mel(test_audio)).max() <= 1e-4
 
 
+def test_log_mel_in_chunks_equals_one_pass_with_a_ragged_last_chunk(test_audio, monkeypatch):
+    import delcli.features.logmel as logmel
+
+    whole = log_mel_frames(torch.from_numpy(test_audio))
+    monkeypatch.setattr(logmel, "FRAMES_PER_CHUNK", 37)  # 227 frames: 6 chunks + 5
+    assert torch.equal(log_mel_frames(torch.from_numpy(test_audio)), whole)
+
+
 def test_mel_matrix_gives_the_dc_bin_no_weight():
     weights = mel_matrix()
     assert weights.shape == (257, 64)

@@ -91,6 +91,10 @@ def periodic_hann(length: int, dtype: torch.dtype = torch.float64) -> Tensor:
     return (0.5 - 0.5 * torch.cos(2 * math.pi * n / length)).to(dtype)
 
 
+FRAMES_PER_CHUNK = 4096
+"""Log-mel frames computed at once (41 s of 16 kHz audio at a 10 ms hop)."""
+
+
 def log_mel_frames(waveform: Tensor | np.ndarray, spec: LogMelSpec = VGGISH) -> Tensor:
     """(F, bands) log-mel frames of a mono waveform (N,) at `spec.sample_rate`.
 
@@ -104,10 +108,17 @@ def log_mel_frames(waveform: Tensor | np.ndarray, spec: LogMelSpec = VGGISH) -> 
         raise ValueError(f"log_mel_frames wants a mono (N,) waveform, got shape {tuple(x.shape)}")
     if x.shape[0] < spec.window:
         return x.new_zeros((0, spec.bands))
-    frames = x.unfold(0, spec.window, spec.hop) * periodic_hann(spec.window, x.dtype)
-    magnitude = torch.fft.rfft(frames, n=spec.fft).abs()
-    mel = magnitude @ mel_matrix(spec, x.dtype).to(x.device)
-    return torch.log(mel + spec.log_offset)
+    window = periodic_hann(spec.window, x.dtype).to(x.device)
+    mel_weights = mel_matrix(spec, x.dtype).to(x.device)
+    frames = x.unfold(0, spec.window, spec.hop)  # a view: no copy of the waveform
+    out = x.new_empty((frames.shape[0], spec.bands))
+    # In chunks: the windowed frames and their spectra of a whole long video would take
+    # ~0.5 GB per 10 minutes; frames are independent, so chunking changes no number.
+    for first in range(0, frames.shape[0], FRAMES_PER_CHUNK):
+        chunk = frames[first : first + FRAMES_PER_CHUNK] * window
+        magnitude = torch.fft.rfft(chunk, n=spec.fft).abs()
+        torch.log(magnitude @ mel_weights + spec.log_offset, out=out[first : first + len(chunk)])
+    return out
 
 
 def frame_examples(frames: Tensor, starts: Tensor | np.ndarray, length: int = EXAMPLE_FRAMES):
