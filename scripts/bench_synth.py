@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-synth"))
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--threads", type=int, help="torch threads per row (default cores/jobs)")
     parser.add_argument("--set", action="append", default=[], help="override for every row")
     parser.add_argument("--del", dest="del_", default=str(Path(sys.executable).with_name("del")))
     args = parser.parse_args()
@@ -112,7 +113,7 @@ def main() -> None:
     if not (args.data / "annotations.json").exists():
         subprocess.run([args.del_, "data", "synth", str(args.data)], check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
 
     def attempt(row: str) -> dict:
         try:
