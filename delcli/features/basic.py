@@ -193,31 +193,46 @@ class BasicExtractor(Extractor):
         ]
 
     def extract(self, path: str | Path, info: MediaInfo) -> dict[str, np.ndarray]:
+        """Both streams; the audio is decoded and pooled in a second thread meanwhile."""
+        from delcli.io.prefetch import in_background
+
         num_steps = self.grid.num_steps(info.duration)
         visual_out, audio_out = self.outputs
-        visual = (
-            self.zeros(num_steps, visual_out)
-            if info.video is None
-            else self.visual_features(path, num_steps)
-        )
         audio = None
         if info.audio is not None:
-            from delcli.io import read_audio
-
-            waveform = read_audio(path, AUDIO_SPEC.sample_rate)
-            if waveform is not None:
-                audio = self.audio_features(waveform, num_steps)
+            audio = in_background(lambda: self.audio_of(path, num_steps))
+        try:
+            visual = (
+                self.zeros(num_steps, visual_out)
+                if info.video is None
+                else self.visual_features(path, num_steps)
+            )
+        except BaseException:
+            if audio is not None:  # let the thread finish; the visual error is the one to tell
+                audio.exception()
+            raise
+        audio = None if audio is None else audio.result()
         if audio is None:
             audio = self.zeros(num_steps, audio_out)
         return {visual_out.name: visual, audio_out.name: audio}
 
+    def audio_of(self, path: str | Path, num_steps: int) -> np.ndarray | None:
+        """`audio_features` of the file's audio track, or None when it has none."""
+        from delcli.io import read_audio
+
+        waveform = read_audio(path, AUDIO_SPEC.sample_rate)
+        return None if waveform is None else self.audio_features(waveform, num_steps)
+
     def visual_features(self, path: str | Path, num_steps: int) -> np.ndarray:
-        """(T, len(VISUAL_NAMES)) float32 from frames decoded at the grid's fps."""
+        """(T, len(VISUAL_NAMES)) float32 from frames decoded at the grid's fps; the next
+        batch decodes in a second thread while this one is measured."""
         from delcli.io import frame_batches
+        from delcli.io.prefetch import prefetched
 
         appearance, motion, previous = [], [], None
         size, batch = int(self.options["size"]), int(self.options["batch_size"])
-        for frames in frame_batches(path, self.grid.fps, size=size, batch=batch):
+        decoded = prefetched(lambda: frame_batches(path, self.grid.fps, size=size, batch=batch))
+        for frames in decoded:
             stats, luma = frame_statistics(frames)
             appearance.append(stats)
             motion.append(motion_statistics(luma, previous))
