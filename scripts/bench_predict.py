@@ -25,7 +25,7 @@ MODES = ("decode", "extract", "predict")
 def worker(mode: str, video: str, weights: str) -> dict:
     import resource
 
-    from delcli.io import frame_batches, probe, read_audio
+    from delcli.io import audio_blocks, frame_batches, probe
 
     info = probe(video)
     started = time.perf_counter()
@@ -37,7 +37,8 @@ def worker(mode: str, video: str, weights: str) -> dict:
         size = BasicExtractor.option_defaults["size"]
         for _ in frame_batches(video, grid.fps, size=size):
             pass
-        read_audio(video, 16000)
+        for _ in audio_blocks(video, 16000):
+            pass
     elif mode == "extract":
         from delcli.features.pipeline import extract_video, recipe_extractors
         from delcli.weights import load_model

@@ -669,3 +669,39 @@ def test_basic_audio_of_silence_is_the_log_floor_with_no_spread():
     bands = AUDIO_SPEC.bands
     np.testing.assert_allclose(audio[:, :bands], math.log(VGGISH.log_offset), rtol=1e-6)
     assert np.all(audio[:, bands : 2 * bands] < 1e-3)
+
+
+def whole_file_basic_audio(waveform: np.ndarray, num_steps: int) -> np.ndarray:
+    """`basic_audio` the direct way: log-mel of the whole (padded) waveform, then pooled."""
+    from delcli.features.basic import pool_windows
+
+    spec = AUDIO_SPEC
+    per_window = max(1, spec.num_frames(round(BASIC.window_seconds * spec.sample_rate)))
+    first = np.rint(BASIC.window_starts(num_steps) * spec.frame_rate).astype(np.int64)
+    end = first + per_window
+    needed = spec.samples_for(int(end[-1]))
+    padded = np.pad(waveform, (0, max(0, needed - waveform.size)))
+    mel = log_mel_frames(torch.from_numpy(padded).double(), spec).numpy()
+    flux = np.maximum(np.diff(mel, axis=0, prepend=mel[:1]), 0).mean(axis=1, keepdims=True)
+    return np.concatenate(
+        [
+            pool_windows(mel, first, end, ("mean", "std", "max")),
+            pool_windows(flux, first, end, ("mean", "max")),
+        ],
+        axis=1,
+    )
+
+
+@pytest.mark.parametrize("block", [1_000, 4_321, 16_000, 10**6])
+def test_basic_audio_from_blocks_equals_the_whole_file_computation(block):
+    rng = np.random.default_rng(3)
+    seconds = 23.7
+    t = np.arange(int(seconds * 16000)) / 16000
+    waveform = (0.3 * np.sin(2 * np.pi * (300 + 40 * t) * t) * (t % 3 < 1.5)).astype(np.float32)
+    waveform += (0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    num_steps = BASIC.num_steps(seconds)
+    expected = whole_file_basic_audio(waveform, num_steps)
+    blocks = (waveform[i : i + block] for i in range(0, waveform.size, block))
+    streamed = BasicExtractor(BASIC).audio_features(blocks, num_steps)
+    assert streamed.shape == expected.shape == (num_steps, len(AUDIO_NAMES))
+    np.testing.assert_allclose(streamed, expected, rtol=1e-4, atol=1e-4)

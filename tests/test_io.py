@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from delcli.data.synth_video import EDGE_CASES, SynthVideoConfig, write_edge_cases
 from delcli.errors import ConfigError, DataError
-from delcli.io import MediaError, frame_batches, iter_frames, probe, read_audio
+from delcli.io import MediaError, audio_blocks, frame_batches, iter_frames, probe, read_audio
 from delcli.io.video import frame_count, short_side_resize
 
 WIDTH, HEIGHT, FPS, SECONDS = 64, 48, 25, 3.0
@@ -351,6 +351,29 @@ def test_a_440_hz_tone_is_where_it_was_put(clips):
     window = read_audio(clips["cfr"], start=0.5, end=1.5)  # the tone starts at 0.5 s here
     onset = np.argmax(np.abs(window) > 0.1) / 16000
     assert onset == pytest.approx(0.5, abs=0.003)
+
+
+@pytest.mark.parametrize("block", [777, 16000, 1 << 18])
+@pytest.mark.parametrize(("start", "end"), [(0.0, None), (0.5, 2.5)])
+def test_audio_blocks_are_read_audio_cut_into_blocks(clips, block, start, end, monkeypatch):
+    import delcli.io.audio as audio
+
+    whole = read_audio(clips["cfr"], 16000, start, end)
+    monkeypatch.setattr(audio, "REWRITE_MARGIN", 100)  # hand blocks out as early as allowed
+    blocks = audio_blocks(clips["cfr"], 16000, start, end, block=block)
+    parts = list(blocks)
+    assert blocks.total == whole.size == sum(part.size for part in parts)
+    assert all(part.size == block for part in parts[:-1])
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_audio_blocks_of_a_file_without_audio_is_none_and_damage_fails_while_reading(
+    clips, edge_cases
+):
+    assert audio_blocks(clips["no_audio"]) is None
+    blocks = audio_blocks(edge_cases / "truncated.mp4", block=1000)
+    with pytest.raises(MediaError, match="truncated"):
+        list(blocks)
 
 
 def test_broken_audio_stream_is_a_media_error_naming_the_file(edge_cases):

@@ -31,6 +31,8 @@ from delcli.features.base import Extractor, StreamOutput
 from delcli.features.logmel import LogMelSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from delcli.io import MediaInfo
 
 AUDIO_SPEC = LogMelSpec(bands=32)
@@ -217,11 +219,12 @@ class BasicExtractor(Extractor):
         return {visual_out.name: visual, audio_out.name: audio}
 
     def audio_of(self, path: str | Path, num_steps: int) -> np.ndarray | None:
-        """`audio_features` of the file's audio track, or None when it has none."""
-        from delcli.io import read_audio
+        """`audio_features` of the file's audio track, decoded block by block (memory
+        stays flat in the track's length), or None when it has none."""
+        from delcli.io import audio_blocks
 
-        waveform = read_audio(path, AUDIO_SPEC.sample_rate)
-        return None if waveform is None else self.audio_features(waveform, num_steps)
+        blocks = audio_blocks(path, AUDIO_SPEC.sample_rate)
+        return None if blocks is None else self.audio_features(blocks, num_steps)
 
     def visual_features(self, path: str | Path, num_steps: int) -> np.ndarray:
         """(T, len(VISUAL_NAMES)) float32 from frames decoded at the grid's fps; the next
@@ -251,28 +254,104 @@ class BasicExtractor(Extractor):
             axis=1,
         )
 
-    def audio_features(self, waveform: np.ndarray, num_steps: int) -> np.ndarray:
-        """(T, len(AUDIO_NAMES)) float32 from a 16 kHz mono waveform."""
+    def audio_features(
+        self, audio: np.ndarray | Iterable[np.ndarray], num_steps: int
+    ) -> np.ndarray:
+        """(T, len(AUDIO_NAMES)) float32 from 16 kHz mono audio: a waveform, or its
+        consecutive blocks. Log-mel frames are made and pooled as the samples arrive and
+        dropped once no later window needs them."""
+        spec = AUDIO_SPEC
+        if num_steps == 0:
+            return self.zeros(0, self.outputs[1])
+        # Window i pools the 25 ms frames that fit in it from its start: the same count for all.
+        per_window = max(1, spec.num_frames(round(self.grid.window_seconds * spec.sample_rate)))
+        first = np.rint(self.grid.window_starts(num_steps) * spec.frame_rate).astype(np.int64)
+        pooler = _WindowPooler(first, first + per_window)
+        frames = _LogMelStream()
+        blocks = audio
+        if isinstance(audio, np.ndarray):
+            blocks = (audio[i : i + _PUSH] for i in range(0, audio.size, _PUSH))
+        fed = 0
+        for block in blocks:
+            pooler.add(frames.push(block))
+            fed += len(block)
+        needed = spec.samples_for(int(first[-1] + per_window))  # silence after the track
+        for missing in range(needed - fed, 0, -_PUSH):
+            pooler.add(frames.push(np.zeros(min(missing, _PUSH), dtype=np.float32)))
+        return pooler.finish()
+
+
+_PUSH = 1 << 18
+"""Samples handed to the log-mel stream at once."""
+
+
+class _LogMelStream:
+    """`log_mel_frames` of a waveform that arrives in pieces: frame j still covers samples
+    `[j·hop, j·hop + window)` of the whole; the samples of the unfinished frames wait."""
+
+    def __init__(self) -> None:
+        self.carry = np.zeros(0, dtype=np.float32)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
         import torch
 
         from delcli.features.logmel import log_mel_frames
 
         spec = AUDIO_SPEC
-        # Window i pools the 25 ms frames that fit in it from its start: the same count for all.
-        per_window = max(1, spec.num_frames(round(self.grid.window_seconds * spec.sample_rate)))
-        first = np.rint(self.grid.window_starts(num_steps) * spec.frame_rate).astype(np.int64)
-        end = first + per_window
-        needed = spec.samples_for(int(end[-1]))
-        waveform = np.asarray(waveform, dtype=np.float32)
-        if len(waveform) < needed:
-            waveform = np.pad(waveform, (0, needed - len(waveform)))
+        buffer = np.concatenate([self.carry, np.asarray(samples, dtype=np.float32)])
+        if buffer.size < spec.window:
+            self.carry = buffer
+            return np.zeros((0, spec.bands), dtype=np.float32)
+        count = 1 + (buffer.size - spec.window) // spec.hop
         with torch.inference_mode():
-            mel = log_mel_frames(torch.from_numpy(waveform), spec).numpy()
-        flux = np.maximum(np.diff(mel, axis=0, prepend=mel[:1]), 0).mean(axis=1, keepdims=True)
-        return np.concatenate(
-            [
-                pool_windows(mel, first, end, ("mean", "std", "max")),
-                pool_windows(flux, first, end, ("mean", "max")),
-            ],
-            axis=1,
+            used = torch.from_numpy(buffer[: (count - 1) * spec.hop + spec.window])
+            mel = log_mel_frames(used, spec).numpy()
+        self.carry = buffer[count * spec.hop :].copy()
+        return mel
+
+
+class _WindowPooler:
+    """Pools log-mel frames (mean, std, max) and their positive flux (mean, max) over the
+    windows `[first_i, end_i)` of frame indices (both non-decreasing) as frames arrive."""
+
+    def __init__(self, first: np.ndarray, end: np.ndarray) -> None:
+        self.first, self.end = first, end
+        self.base = 0  # frame index of held[0]
+        self.held = np.zeros((0, AUDIO_SPEC.bands + 1), dtype=np.float32)  # mel | flux
+        self.last: np.ndarray | None = None  # the previous frame, for the flux
+        self.pooled = 0  # windows done
+        self.rows: list[np.ndarray] = []
+
+    def add(self, mel: np.ndarray) -> None:
+        if len(mel) == 0:
+            return
+        before = mel[:1] if self.last is None else self.last[None]
+        flux = np.maximum(np.diff(mel, axis=0, prepend=before), 0).mean(axis=1, keepdims=True)
+        self.last = mel[-1]
+        self.held = np.concatenate([self.held, np.concatenate([mel, flux], axis=1)])
+        self._pool(int(np.searchsorted(self.end, self.base + len(self.held), side="right")))
+
+    def finish(self) -> np.ndarray:
+        self._pool(len(self.first))  # windows past the last frame are clipped to it
+        return np.concatenate(self.rows)
+
+    def _pool(self, stop: int) -> None:
+        if stop <= self.pooled:
+            return
+        first = self.first[self.pooled : stop] - self.base
+        end = self.end[self.pooled : stop] - self.base
+        bands = AUDIO_SPEC.bands
+        mel, flux = self.held[:, :bands], self.held[:, bands:]
+        self.rows.append(
+            np.concatenate(
+                [
+                    pool_windows(mel, first, end, ("mean", "std", "max")),
+                    pool_windows(flux, first, end, ("mean", "max")),
+                ],
+                axis=1,
+            )
         )
+        self.pooled = stop
+        if stop < len(self.first):  # frames before the next window are no longer needed
+            drop = int(self.first[stop]) - self.base
+            self.held, self.base = self.held[drop:].copy(), self.base + drop
