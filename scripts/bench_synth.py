@@ -89,7 +89,7 @@ def run_figures(folder: Path) -> tuple[int, float, int]:
     from safetensors import safe_open
 
     with safe_open(folder / "best.safetensors", "pt") as weights:
-        size = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights)
+        size = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118 (safe_open is not iterable)
     events = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     seconds = statistics.median(e["seconds"] for e in events if e["event"] == "epoch")
     best = max((e for e in events if e["event"] == "eval"), key=lambda e: e["step"])["best_epoch"]
