@@ -200,9 +200,9 @@ class BasicExtractor(Extractor):
 
         num_steps = self.grid.num_steps(info.duration)
         visual_out, audio_out = self.outputs
-        audio = None
-        if info.audio is not None:
-            audio = in_background(lambda: self.audio_of(path, num_steps))
+        pending = (
+            None if info.audio is None else in_background(lambda: self.audio_of(path, num_steps))
+        )
         try:
             visual = (
                 self.zeros(num_steps, visual_out)
@@ -210,10 +210,10 @@ class BasicExtractor(Extractor):
                 else self.visual_features(path, num_steps)
             )
         except BaseException:
-            if audio is not None:  # let the thread finish; the visual error is the one to tell
-                audio.exception()
+            if pending is not None:  # let the thread finish; the visual error is the one to tell
+                pending.exception()
             raise
-        audio = None if audio is None else audio.result()
+        audio = None if pending is None else pending.result()
         if audio is None:
             audio = self.zeros(num_steps, audio_out)
         return {visual_out.name: visual, audio_out.name: audio}
