@@ -21,3 +21,7 @@ class ConfigError(DelError):
 
 class WeightsError(DelError):
     """Missing, corrupt or mismatching model weights."""
+
+
+class ExportError(DelError):
+    """An export that fails, or whose file does not reproduce the network."""

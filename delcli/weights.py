@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 FORMAT = "del-weights-1"
 RESERVED_KEYS = ("format", "recipe")
 RUN_DIR_FILES = ("best.safetensors", "last.safetensors")
+EXPORTED_SUFFIXES = {
+    ".onnx": "an exported ONNX model, not weights; run it with --backend onnxruntime",
+    ".pt2": "an exported torch.export program, not weights (torch.export.load reads it); "
+    "del reads .safetensors weights",
+}
 
 
 def save_weights(
@@ -84,6 +89,8 @@ def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str,
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
+    if path.suffix.lower() in EXPORTED_SUFFIXES:
+        raise WeightsError(f"{path}: {EXPORTED_SUFFIXES[path.suffix.lower()]}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})

@@ -44,7 +44,15 @@ def _global_options(
 
 
 def _register_commands() -> None:
-    from delcli.cli import data_cmd, eval_cmd, extract_cmd, predict_cmd, train_cmd, zoo_cmd
+    from delcli.cli import (
+        data_cmd,
+        eval_cmd,
+        export_cmd,
+        extract_cmd,
+        predict_cmd,
+        train_cmd,
+        zoo_cmd,
+    )
 
     data_cmd.register(app)
     extract_cmd.register(app)
@@ -52,6 +60,7 @@ def _register_commands() -> None:
     train_cmd.register(app)
     eval_cmd.register(app)
     zoo_cmd.register(app)
+    export_cmd.register(app)
 
 
 _register_commands()

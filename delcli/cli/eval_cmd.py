@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from delcli.cli.backend import BACKEND_HELP, Backend
 from delcli.cli.output import (
     OutputFormat,
     note,
@@ -39,6 +40,8 @@ Examples:
 
   del eval --weights runs/anet13/best.safetensors --features data/anet \\
       --external-scores cuhk_val_simp_share.json
+
+  del eval --weights unav100.onnx --backend onnxruntime --features data/unav100
 """
 
 
@@ -64,7 +67,11 @@ def eval_command(
         "--weights",
         "-w",
         help="Evaluate a model: a run directory (best.safetensors, else last), a "
-        ".safetensors file, or a zoo name. Needs --features.",
+        ".safetensors file, or a zoo name; with --backend onnxruntime an .onnx file. Needs "
+        "--features.",
+    ),
+    backend: Backend | None = typer.Option(
+        None, "--backend", help=f"With --weights: {BACKEND_HELP} Default: torch."
     ),
     ground_truth: Path | None = typer.Option(
         None,
@@ -163,6 +170,7 @@ def eval_command(
             "--external-scores": external_scores,
             "--batch-size": batch_size,
             "--device": device,
+            "--backend": backend,
         }
         for option, value in model_only.items():
             if value is not None:
@@ -192,6 +200,7 @@ def eval_command(
             batch_size=batch_size,
             device=device,
             clean_ground_truth=clean_ground_truth,
+            backend=backend or Backend.torch,
         )
     for line in report.notes:
         note(line)
@@ -217,27 +226,29 @@ def _evaluate_model(
     batch_size: int | None,
     device: str | None,
     clean_ground_truth: bool,
+    backend: Backend = Backend.torch,
 ) -> tuple[EvaluationReport, str | None, int]:
     """Predict a split with a model and score it: the report, a table title, the exit code.
 
     Exit code 1 when videos were skipped for missing features (`data.skip_missing`).
     """
     from delcli import __version__
+    from delcli.cli.backend import load_network
     from delcli.data.benchmarks import evaluation_protocol
     from delcli.data.dataset import FeatureDataset
     from delcli.device import resolve_device
     from delcli.evaluation.predictions import results_to_predictions
     from delcli.evaluation.scoring import score_loaded
     from delcli.inference.predictor import predict_dataset, read_external_scores, write_results
-    from delcli.weights import load_model, resolve_weights
 
     if predictions_out is not None and not predictions_out.parent.is_dir():
         raise ConfigError(
             f"--predictions-out {predictions_out}: folder {predictions_out.parent} does not exist"
         )
+    if backend is Backend.onnxruntime and device is None:
+        device = "cpu"
     device = str(resolve_device(device))
-    source = resolve_weights(weights)
-    model, recipe = load_model(str(source), device=device)
+    model, recipe, source = load_network(weights, backend, device)
     benchmark_name = dataset or recipe.data.benchmark
     protocol = evaluation_protocol(benchmark_name)
     split = split or recipe.data.test_split

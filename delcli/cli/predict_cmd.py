@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from delcli.cli.backend import BACKEND_HELP, Backend
 from delcli.cli.output import note, progress_bar, stderr_console
 from delcli.cli.predict_output import EventWriter, PredictFormat, check_plot, plotter
 from delcli.errors import ConfigError, DataError, WeightsError
@@ -48,6 +49,8 @@ Examples:
   del predict match.mp4 --weights runs/unav100 --plot match.png --annotations gt.json
 
   del predict --list videos.txt --format anet --output results.json --plot plots/
+
+  del predict video.mp4 --backend onnxruntime --weights demo.onnx   (see del export)
 """
 
 
@@ -74,8 +77,10 @@ def predict_command(
         "--weights",
         "-w",
         help="A run directory (best.safetensors, else last), a .safetensors file, or a zoo "
-        "name. Its recipe says how to extract features.",
+        "name; with --backend onnxruntime an .onnx file. Its recipe says how to extract "
+        "features.",
     ),
+    backend: Backend = typer.Option(Backend.torch, "--backend", help=BACKEND_HELP),
     output_format: PredictFormat = typer.Option(
         PredictFormat.table,
         "--format",
@@ -127,7 +132,7 @@ def predict_command(
     from delcli.inference.video import class_names, predict_video
 
     if demo:
-        videos, annotations = demo_inputs(videos, list_file, annotations)
+        videos, annotations = demo_inputs(videos, list_file, annotations, plot is not None)
     paths = gather_videos(videos or [], list_file)
     plot_target = check_plot(plot, annotations, len(paths))
     if output is not None and not output.parent.is_dir():
@@ -138,8 +143,10 @@ def predict_command(
 
         ground_truth = read_annotations(annotations)
 
+    if backend is Backend.onnxruntime and device is None:
+        device = "cpu"
     device = resolve_device(device)
-    model, recipe, extractors = load_predictor(weights, str(device))
+    model, recipe, extractors = load_predictor(weights, str(device), backend)
     readable = threshold if threshold is not None else READABLE_THRESHOLD
     shown = readable if output_format is PredictFormat.table else threshold
     draw = None
@@ -163,9 +170,9 @@ def predict_command(
 
 
 def demo_inputs(
-    videos: list[str] | None, list_file: Path | None, annotations: Path | None
+    videos: list[str] | None, list_file: Path | None, annotations: Path | None, plot: bool
 ) -> tuple[list[str] | None, Path | None]:
-    """The packaged demo video (unless videos are given) and its ground truth."""
+    """The packaged demo video (unless videos are given) and, for `--plot`, its ground truth."""
     from delcli.resources import resource_path
 
     video = resource_path("demo/demo.mp4")
@@ -173,7 +180,7 @@ def demo_inputs(
         raise ConfigError("the demo is not shipped with this installation (no demo/demo.mp4)")
     if not videos and list_file is None:
         videos = [str(video)]
-        if annotations is None:
+        if annotations is None and plot:
             annotations = resource_path("demo/demo_annotations.json")
     return videos, annotations
 
@@ -229,11 +236,17 @@ def gather_videos(arguments: list[str], list_file: Path | None) -> list[Path]:
     return paths
 
 
-def load_predictor(spec: str, device: str):
+def load_predictor(spec: str, device: str, backend: Backend = Backend.torch):
     """Model, recipe and the recipe's feature extractors for `--weights spec`."""
+    from delcli.cli.backend import load_network
     from delcli.features.pipeline import recipe_extractors
-    from delcli.weights import load_model, resolve_weights
+    from delcli.weights import resolve_weights
 
+    if spec == DEMO and backend is Backend.onnxruntime:
+        raise ConfigError(
+            "--backend onnxruntime runs an exported model: del export --model demo -o "
+            "demo.onnx, then give --weights demo.onnx"
+        )
     if spec == DEMO and not Path(spec).exists():
         try:
             resolve_weights(spec)
@@ -242,7 +255,7 @@ def load_predictor(spec: str, device: str):
                 f"the demo model is not shipped with this installation of del yet ({error}); "
                 "give --weights RUN_DIR|FILE|ZOO_NAME"
             ) from None
-    model, recipe = load_model(spec, device=device)
+    model, recipe, _ = load_network(spec, backend, device)
     return model, recipe, recipe_extractors(recipe, device=device)
 
 

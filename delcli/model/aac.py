@@ -128,7 +128,10 @@ def factored_adaptive_attention(
     dropout = attn.dropout if attn.training else 0.0
     q, k, v = (_heads(proj(x), attn.n_heads) for proj in (attn.query, attn.key, attn.value))
     length = n // n_streams
-    qs, ks, vs = (t.split(length, dim=2) for t in (q, k, v))
+    # slices, not split(): split of a symbolic length does not export (del export)
+    qs, ks, vs = (
+        [t[:, :, s * length : (s + 1) * length] for s in range(n_streams)] for t in (q, k, v)
+    )
     valid = token_validity(mask, 1)  # (B, T + 1) of one stream
     cross = cross and n_streams == 2
     if cross:
@@ -222,7 +225,8 @@ class AdaptiveAttention(nn.Module):
             allowed = adaptive_attention_mask(mask, self.modalities, self.cross)
         for block in self.blocks:
             tokens = block(tokens, valid, mask, n_streams, self.cross, allowed)
-        outputs = iter(tokens.split(mask.shape[1] + 1, dim=1))
+        per_stream = mask.shape[1] + 1
+        outputs = iter(tokens[:, s * per_stream : (s + 1) * per_stream] for s in range(n_streams))
         visual_tokens = next(outputs) if self.cls_visual is not None else None
         audio_tokens = next(outputs) if self.cls_audio is not None else None
         return AACOutput(

@@ -140,6 +140,9 @@ def attend(
     if allowed.dim() == 3:
         allowed = allowed.unsqueeze(1)
     allowed = allowed | ~allowed.any(dim=-1, keepdim=True)
+    if torch.compiler.is_exporting():
+        # ONNX Runtime's Attention kernel does not broadcast a key-only mask over queries
+        allowed = allowed.expand(*allowed.shape[:-2], q.shape[-2], allowed.shape[-1])
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
 
 

@@ -32,7 +32,11 @@ def masked_max_pool(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     Returns `(B, ceil(T/2), C)` with padded steps zero, and the mask `mask[:, ::2]`.
     """
     filled = x.masked_fill(~mask.unsqueeze(-1), float("-inf"))
-    pooled = F.max_pool1d(filled.transpose(1, 2), kernel_size=3, stride=2, padding=1)
+    # max_pool2d with a (3, 1) kernel on (B, C, T, 1) is max_pool1d over time; unlike
+    # max_pool1d it keeps a symbolic T symbolic under torch.export (del export)
+    pooled = F.max_pool2d(
+        filled.transpose(1, 2).unsqueeze(-1), kernel_size=(3, 1), stride=(2, 1), padding=(1, 0)
+    ).squeeze(-1)
     out_mask = downsample_mask(mask, 2)
     return pooled.transpose(1, 2).masked_fill(~out_mask.unsqueeze(-1), 0.0), out_mask
 

@@ -1,0 +1,288 @@
+"""Write a DEL network as a file other programs run: ONNX, `.pt2`, or safetensors.
+
+- `onnx`: the network of `delcli.export.graph` (no decoding, no NMS) through the
+  torch.export-based ONNX exporter (onnxscript), opset `OPSET`, dynamic batch
+  and time axes, metadata in `metadata_props` (`delcli.export.metadata`). The file
+  is checked (`onnx.checker`) and run once with ONNX Runtime on a length the trace
+  never saw; a result off the eager network is an `ExportError`.
+- `pt2`: the same graph as a `torch.export` program (`torch.export.load` runs it),
+  the metadata in the extra file `del_export.json`.
+- `safetensors`: the weights with their recipe (`delcli.weights`), what `del
+  predict --weights` reads.
+
+Every file is written to a temporary name beside the target and renamed, so a
+failed export never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from delcli.errors import ConfigError, ExportError
+
+if TYPE_CHECKING:
+    import torch
+
+    from delcli.model.del_model import DELModel
+    from delcli.recipe import Recipe
+
+FORMATS = ("onnx", "pt2", "safetensors")
+PARITY_TOLERANCE = 1e-3
+"""Largest |ONNX Runtime − eager| accepted by the check after export, relative to the
+outputs' scale (at least 1); float32 kernels differ by about 1e-6."""
+INSTALL_HINT = "pip install 'del-av[export]'"
+OPSET = 23
+"""ONNX opset of the export: 23 has the `Attention` operator, which ONNX Runtime runs
+fused; at the exporter's default (20) attention is MatMul, Where, Softmax and IsNaN on
+the full T × T matrix, 1.3× slower for THUMOS14's 2305 tokens."""
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What `export_model` wrote."""
+
+    path: Path
+    format: str
+    size: int  # bytes
+    inputs: list[str]  # "name (shape)"
+    outputs: list[str]
+    time_multiple: int | None  # None for safetensors (no graph)
+    seconds: float
+    max_abs_diff: float | None  # of the check after export
+
+
+def export_format(path: Path, requested: str | None) -> str:
+    """The format to write: `requested`, else the one `path`'s suffix names."""
+    if requested is not None:
+        if requested not in FORMATS:
+            raise ConfigError(f"--format {requested}: allowed: {', '.join(FORMATS)}")
+        return requested
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix in FORMATS:
+        return suffix
+    raise ConfigError(
+        f"-o {path}: cannot tell the format from the suffix '{path.suffix}'; name it "
+        f".onnx, .pt2 or .safetensors, or give --format {'|'.join(FORMATS)}"
+    )
+
+
+def export_model(
+    model: DELModel, recipe: Recipe, path: Path | str, fmt: str, check: bool = True
+) -> ExportSummary:
+    """Write `model` (with `recipe`) to `path` in format `fmt`; see the module docstring."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ConfigError(f"-o {path}: folder {path.parent} does not exist")
+    if fmt not in FORMATS:
+        raise ConfigError(f"format {fmt!r}: allowed: {', '.join(FORMATS)}")
+    started = time.perf_counter()
+    if fmt == "safetensors":
+        return _write_safetensors(model, recipe, path, started)
+    if fmt == "onnx":
+        _require("onnx", "onnxscript", "onnxruntime")
+    from delcli.export.graph import export_program
+
+    try:
+        program = export_program(model)
+    except Exception as error:
+        raise ExportError(f"torch.export failed: {_first_line(error)}") from error
+    if fmt == "pt2":
+        diff = _check_pt2(program, model) if check else None
+        _write_pt2(program, recipe, path)
+    else:
+        diff = _write_onnx(program, model, recipe, path, check)
+    return _summary(path, fmt, recipe, started, diff)
+
+
+# -- formats ---------------------------------------------------------------------------------
+
+
+def _write_safetensors(model: DELModel, recipe: Recipe, path: Path, started: float):
+    from delcli import __version__
+    from delcli.weights import save_weights
+
+    save_weights(path, model.state_dict(), recipe, metadata={"exported_by": f"del {__version__}"})
+    return ExportSummary(
+        path, "safetensors", path.stat().st_size, [], [], None, time.perf_counter() - started, None
+    )
+
+
+def _write_pt2(program, recipe: Recipe, path: Path) -> None:
+    import torch
+
+    from delcli.export.metadata import EXTRA_FILE, export_metadata
+
+    extra = {EXTRA_FILE: json.dumps(export_metadata(recipe))}
+    with _atomic(path) as temporary:
+        torch.export.save(program, temporary, extra_files=extra)
+
+
+def _write_onnx(program, model: DELModel, recipe: Recipe, path: Path, check: bool) -> float | None:
+    import onnx
+    import torch
+
+    from delcli.export.graph import OUTPUT_NAMES, input_names
+    from delcli.export.metadata import export_metadata
+
+    try:
+        exported = torch.onnx.export(
+            program,
+            (),
+            input_names=list(input_names(model.config)),
+            output_names=list(OUTPUT_NAMES),
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    except Exception as error:
+        raise ExportError(f"the ONNX exporter failed: {_first_line(error)}") from error
+    proto = exported.model_proto
+    for node in proto.graph.node:  # the exporter's per-node stack traces: half the file
+        del node.metadata_props[:]
+    _name_dynamic_axes(proto)
+    for key, value in export_metadata(recipe).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    with _atomic(path) as temporary:
+        onnx.save(proto, temporary)
+        try:
+            onnx.checker.check_model(temporary)
+        except onnx.checker.ValidationError as error:
+            raise ExportError(f"the exported ONNX model is invalid: {_first_line(error)}") from None
+        return _check_onnx(temporary, model) if check else None
+
+
+def _name_dynamic_axes(proto) -> None:
+    """Name the symbolic axes of the inputs and outputs `batch`, `time` and `points`
+    (the exporter calls them s0, 16*s1, …) wherever they occur in the graph."""
+    names = {}
+    for value in proto.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        names.setdefault(dims[0].dim_param, "batch")
+        names.setdefault(dims[1].dim_param, "time")
+    for value in proto.graph.output:
+        names.setdefault(value.type.tensor_type.shape.dim[1].dim_param, "points")
+    names.pop("", None)
+    for value in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.dim_param = names[dim.dim_param]
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def _check_inputs(model: DELModel) -> tuple[torch.Tensor, ...]:
+    """Two videos of one time multiple more than the trace's length, the second half padding."""
+    from delcli.export.graph import example_inputs, min_steps, time_multiple
+
+    config = model.config
+    return example_inputs(config, 2, min_steps(config) + time_multiple(config))
+
+
+def _eager(model: DELModel, inputs) -> list:
+    import torch
+
+    from delcli.export.graph import ExportGraph
+
+    with torch.no_grad():
+        return [t.numpy() for t in ExportGraph(model)(*inputs)]
+
+
+def _compare(expected: list, found: list, what: str) -> float:
+    import numpy as np
+
+    diff = max(float(np.abs(e - f).max()) for e, f in zip(expected, found, strict=True))
+    scale = max(1.0, *(float(np.abs(e).max()) for e in expected))
+    if not diff <= PARITY_TOLERANCE * scale:  # NaN fails too
+        raise ExportError(
+            f"{what} differs from the eager network by {diff:.3g} "
+            f"(tolerance {PARITY_TOLERANCE * scale:.3g}); the export is not faithful"
+        )
+    return diff
+
+
+def _check_onnx(path: str, model: DELModel) -> float:
+    from delcli.export.runtime import ort_session
+
+    inputs = _check_inputs(model)
+    session = ort_session(path)
+    names = [i.name for i in session.get_inputs()]
+    try:
+        found = session.run(None, {n: x.numpy() for n, x in zip(names, inputs, strict=True)})
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise ExportError(f"ONNX Runtime cannot run the export: {_first_line(error)}") from error
+    return _compare(_eager(model, inputs), found, "ONNX Runtime's output")
+
+
+def _check_pt2(program, model: DELModel) -> float:
+    import torch
+
+    inputs = _check_inputs(model)
+    with torch.no_grad():
+        found = [t.numpy() for t in program.module()(*inputs)]
+    return _compare(_eager(model, inputs), found, "the exported program's output")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _summary(path: Path, fmt: str, recipe: Recipe, started: float, diff: float | None):
+    from delcli.export.graph import OUTPUT_NAMES, input_names, time_multiple
+
+    model = recipe.model
+    dims = {"visual": model.visual_dim, "audio": model.audio_dim}
+    inputs = [
+        f"{name} (batch, time{', ' + str(dims[name]) if name in dims else ''})"
+        for name in input_names(model)
+    ]
+    channels = {"cls_logits": model.num_classes, "offsets": 2}
+    outputs = [f"{name} (batch, points, {channels[name]})" for name in OUTPUT_NAMES]
+    return ExportSummary(
+        path,
+        fmt,
+        path.stat().st_size,
+        inputs,
+        outputs,
+        time_multiple(model),
+        time.perf_counter() - started,
+        diff,
+    )
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[str]:
+    """A temporary file beside `path`, renamed to it (mode 0644) if the block succeeds."""
+    # the suffix stays last: torch.export.save warns about a .pt2 file not named so
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
+    )
+    os.close(handle)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _require(*modules: str) -> None:
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"ONNX export needs {' and '.join(missing)}: {INSTALL_HINT}")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
