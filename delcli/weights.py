@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from delcli.errors import ConfigError, WeightsError
+from delcli.files import atomic_path
 from delcli.recipe import Recipe, load_recipe, recipe_to_dict, zoo_names
 
 if TYPE_CHECKING:
@@ -66,16 +65,8 @@ def save_weights(
     # clone(): safetensors refuses tensors that share storage (tied or sliced weights).
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state_dict.items()}
 
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata=entries)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str, str]]:

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -91,15 +89,10 @@ def convert(source: Path, output: Path, stream: str) -> list[str]:
 def _save_atomically(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path):
     from safetensors.torch import save_file
 
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    from delcli.files import atomic_path
+
+    with atomic_path(path) as temporary:
         save_file(tensors, temporary, metadata=metadata)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -168,16 +166,11 @@ def convert(model_path: Path, pca_path: Path | None, output: Path) -> list[str]:
 def _save_atomically(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path):
     from safetensors.torch import save_file
 
+    from delcli.files import atomic_path
+
     contiguous = {name: t.detach().contiguous().clone() for name, t in tensors.items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         save_file(contiguous, temporary, metadata=metadata)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,8 @@ from delcli.data.synth_video import CLASSES as SYNTH_CLASSES
 from delcli.errors import ConfigError, ExportError
 from delcli.export.graph import ExportGraph, example_inputs, min_steps, time_multiple
 from delcli.export.runtime import OnnxNetwork
-from delcli.export.writers import _atomic, _compare, export_format
+from delcli.export.writers import _compare, export_format
+from delcli.files import atomic_path
 from delcli.inference.predictor import video_detections
 from delcli.model.del_model import DELModel
 from delcli.recipe import load_recipe, recipe_to_dict
@@ -363,7 +364,7 @@ def test_the_format_comes_from_the_suffix_unless_given():
 
 def test_an_interrupted_write_leaves_neither_file_nor_temporary(tmp_path):
     target = tmp_path / "m.onnx"
-    with pytest.raises(RuntimeError), _atomic(target) as temporary:
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
         Path(temporary).write_bytes(b"half")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []

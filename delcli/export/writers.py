@@ -16,17 +16,14 @@ failed export never leaves a half-written file.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from delcli.errors import ConfigError, ExportError
+from delcli.files import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -121,7 +118,7 @@ def _write_pt2(program, recipe: Recipe, path: Path) -> None:
     from delcli.export.metadata import EXTRA_FILE, export_metadata
 
     extra = {EXTRA_FILE: json.dumps(export_metadata(recipe))}
-    with _atomic(path) as temporary:
+    with atomic_path(path) as temporary:
         torch.export.save(program, temporary, extra_files=extra)
 
 
@@ -151,7 +148,7 @@ def _write_onnx(program, model: DELModel, recipe: Recipe, path: Path, check: boo
     for key, value in export_metadata(recipe).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    with _atomic(path) as temporary:
+    with atomic_path(path) as temporary:
         onnx.save(proto, temporary)
         try:
             onnx.checker.check_model(temporary)
@@ -256,23 +253,6 @@ def _summary(path: Path, fmt: str, recipe: Recipe, started: float, diff: float |
         time.perf_counter() - started,
         diff,
     )
-
-
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[str]:
-    """A temporary file beside `path`, renamed to it (mode 0644) if the block succeeds."""
-    # the suffix stays last: torch.export.save warns about a .pt2 file not named so
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
-    )
-    os.close(handle)
-    try:
-        yield temporary
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _require(*modules: str) -> None:

@@ -34,8 +34,6 @@ import contextlib
 import gzip
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -44,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from delcli.errors import ConfigError, DataError
+from delcli.files import atomic_path
 from delcli.inference.nms import Detections, NMSConfig, batched_nms
 
 if TYPE_CHECKING:
@@ -341,12 +340,5 @@ def write_results(
     payload = json.dumps(document).encode("utf-8")
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        Path(temporary).write_bytes(payload)

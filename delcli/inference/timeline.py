@@ -12,12 +12,11 @@ through its object-oriented API (no pyplot state, no display needed).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from delcli.errors import ConfigError
+from delcli.files import atomic_path
 
 if TYPE_CHECKING:
     from delcli.inference.video import Event, VideoEvents
@@ -163,12 +162,5 @@ def _colours(names: list[str]) -> dict[str, tuple]:
 
 
 def _save_atomically(figure, out: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            figure.savefig(file, format=out.suffix.lower().lstrip("."))
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as temporary:
+        figure.savefig(temporary, format=out.suffix.lower().lstrip("."))
