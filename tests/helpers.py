@@ -7,6 +7,21 @@ from pathlib import Path
 
 from delcli.data.annotations import Annotations, build_annotations
 
+TINY_MODEL = {
+    "visual_dim": 12,
+    "audio_dim": 6,
+    "num_classes": 3,
+    "max_seq_len": 32,
+    "embed_dim": 32,
+    "n_heads": 4,
+    "adapter_heads": 4,
+    "n_levels": 3,
+    "window_size": 5,
+    "head_dim": 32,
+    "projection_dim": 16,
+}
+"""A DEL small enough to build, save and load in milliseconds (a `ModelConfig` dict)."""
+
 
 def make_ground_truth(
     events: list[tuple[str, float, float, str]],

@@ -26,22 +26,11 @@ from delcli.recipe import load_recipe, zoo_names
 from delcli.settings import from_dict
 from delcli.weights import load_model, packaged_weights, resolve_weights, save_weights
 
+from helpers import TINY_MODEL
+
 REPO = "del-models/del-tiny"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 OTHER_REVISION = "fedcba9876543210fedcba9876543210fedcba98"
-TINY_MODEL = {
-    "visual_dim": 12,
-    "audio_dim": 6,
-    "num_classes": 3,
-    "max_seq_len": 32,
-    "embed_dim": 32,
-    "n_heads": 4,
-    "adapter_heads": 4,
-    "n_levels": 3,
-    "window_size": 5,
-    "head_dim": 32,
-    "projection_dim": 16,
-}
 
 
 # -- a fake Hub: the cache layout and an HF_ENDPOINT server ----------------------------------
@@ -461,23 +450,29 @@ def published_unav100(hf_cache, weights_bytes, monkeypatch):
     import delcli.weights
 
     snapshot = put_in_cache(hf_cache, weights_bytes)
+    pretend_unav100_published(monkeypatch, delcli.weights, weights_bytes)
+    return snapshot
+
+
+def pretend_unav100_published(monkeypatch, module, data: bytes) -> None:
+    """Make `module.load_recipe("unav100")` carry a published manifest naming `data` at
+    REPO@REVISION (the real recipe says unpublished)."""
     block = {
         "status": "published",
         "repo": REPO,
         "file": "model.safetensors",
         "revision": REVISION,
-        "sha256": sha256(weights_bytes),
+        "sha256": sha256(data),
         "licence": "MIT",
     }
-    real = delcli.weights.load_recipe
+    real = module.load_recipe
 
     def load(source, overrides=()):
         if source == "unav100":
             return real(source, [*overrides, f"weights={json.dumps(block)}"])
         return real(source, overrides)
 
-    monkeypatch.setattr(delcli.weights, "load_recipe", load)
-    return snapshot
+    monkeypatch.setattr(module, "load_recipe", load)
 
 
 def test_a_published_zoo_name_resolves_through_the_cache(published_unav100):

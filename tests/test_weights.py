@@ -13,19 +13,7 @@ from delcli.model.del_model import DELModel
 from delcli.recipe import load_recipe, recipe_to_dict
 from delcli.weights import load_model, load_weights, resolve_weights, save_weights
 
-TINY_MODEL = {
-    "visual_dim": 12,
-    "audio_dim": 6,
-    "num_classes": 3,
-    "max_seq_len": 32,
-    "embed_dim": 32,
-    "n_heads": 4,
-    "adapter_heads": 4,
-    "n_levels": 3,
-    "window_size": 5,
-    "head_dim": 32,
-    "projection_dim": 16,
-}
+from helpers import TINY_MODEL
 
 
 @pytest.fixture

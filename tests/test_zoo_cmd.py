@@ -7,7 +7,15 @@ import time
 
 import pytest
 import yaml
-from test_hub import REPO, REVISION, entry_for, put_in_cache, sha256, tiny_weights
+from test_hub import (
+    REPO,
+    REVISION,
+    entry_for,
+    pretend_unav100_published,
+    put_in_cache,
+    sha256,
+    tiny_weights,
+)
 
 from delcli.cli import app as cli
 from delcli.cli import zoo_cmd
@@ -37,22 +45,7 @@ def published_unav100(offline_cache, tmp_path, monkeypatch):
     import delcli.recipe
 
     data = tiny_weights(tmp_path)
-    block = {
-        "status": "published",
-        "repo": REPO,
-        "file": "model.safetensors",
-        "revision": REVISION,
-        "sha256": sha256(data),
-        "licence": "MIT",
-    }
-    real = delcli.recipe.load_recipe
-
-    def load(source, overrides=()):
-        if source == "unav100":
-            return real(source, [*overrides, f"weights={json.dumps(block)}"])
-        return real(source, overrides)
-
-    monkeypatch.setattr(delcli.recipe, "load_recipe", load)
+    pretend_unav100_published(monkeypatch, delcli.recipe, data)
     return data
 
 
