@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 FORMAT = "del-weights-1"
 RESERVED_KEYS = ("format", "recipe")
+NORMALIZATION_PREFIXES = ("norm_visual.", "norm_audio.")  # DELModel's input normalisation
 RUN_DIR_FILES = ("best.safetensors", "last.safetensors")
 EXPORTED_SUFFIXES = {
     ".onnx": "an exported ONNX model, not weights; run it with --backend onnxruntime",
@@ -174,9 +175,24 @@ def load_model(spec: str, device: str = "cpu") -> tuple[DELModel, Recipe]:
     path = resolve_weights(spec)
     tensors, recipe, _ = load_weights(path)
     model = DELModel(recipe.model)
-    check_state_dict(model.state_dict(), tensors, path)
+    expected = model.state_dict()
+    tensors = with_identity_normalization(expected, tensors)
+    check_state_dict(expected, tensors, path)
     model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), recipe
+
+
+def with_identity_normalization(
+    expected: dict[str, Tensor], found: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """`found`, plus the model's identity input normalisation where a file written before
+    normalisation existed has no statistics (it was trained on raw features)."""
+    missing = {
+        name: tensor
+        for name, tensor in expected.items()
+        if name.startswith(NORMALIZATION_PREFIXES) and name not in found
+    }
+    return {**found, **missing} if missing else found
 
 
 def check_state_dict(expected: dict[str, Tensor], found: dict[str, Tensor], path: Path) -> None:

@@ -246,6 +246,10 @@ class FeatureDataset(Dataset):
         self.epoch = epoch
 
     def __getitem__(self, index: int) -> VideoItem:
+        return self.item(index, crop=self.training)
+
+    def item(self, index: int, crop: bool = False) -> VideoItem:
+        """Video `index` on the grid; `crop` applies the training split's random truncation."""
         video = self.video_ids[index]
         grid, declared = self._grids[index], self._declared[index]
         streams = {
@@ -268,7 +272,7 @@ class FeatureDataset(Dataset):
             duration=duration,
             grid=grid,
         )
-        if self.training:
+        if crop:
             generator = crop_generator(self.seed, self.epoch, index)
             item = random_truncate(
                 item,

@@ -14,6 +14,7 @@ from typing import Literal
 from delcli.errors import ConfigError
 
 Modalities = Literal["av", "a", "v"]
+Normalize = Literal["none", "standard"]
 
 
 def default_regression_ranges(n_levels: int) -> tuple[tuple[float, float], ...]:
@@ -50,6 +51,8 @@ class ModelConfig:
     num_classes: int = 100
     modalities: Modalities = "av"
     max_seq_len: int = 224
+    # input normalisation (§0): per-channel training-split statistics, stored with the weights
+    normalize: Normalize = "standard"
     # embedding (model.md §1)
     embed_dim: int = 512
     position_encoding: bool = False
@@ -128,6 +131,10 @@ def validate(config: ModelConfig) -> None:
     need(
         config.modalities in ("av", "a", "v"),
         f"modalities={config.modalities!r}; allowed: av, a, v",
+    )
+    need(
+        config.normalize in ("none", "standard"),
+        f"normalize={config.normalize!r}; allowed: none, standard",
     )
     need(config.num_classes >= 1, f"num_classes={config.num_classes}; must be >= 1")
     if config.uses_visual:

@@ -24,6 +24,7 @@ from delcli.model.decode import Candidates, decode_candidates
 from delcli.model.embedding import ModalityEmbedding
 from delcli.model.heads import ClassificationHead, RegressionHead
 from delcli.model.losses import PositiveCountNormalizer, detection_losses
+from delcli.model.normalization import FeatureNormalization
 from delcli.model.pan import PathAggregation
 from delcli.model.pyramid import TemporalPyramid
 
@@ -54,6 +55,13 @@ class DELModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        standard = config.normalize == "standard"
+        self.norm_visual = (
+            FeatureNormalization(config.visual_dim) if config.uses_visual and standard else None
+        )
+        self.norm_audio = (
+            FeatureNormalization(config.audio_dim) if config.uses_audio and standard else None
+        )
         self.embed_visual = (
             ModalityEmbedding(config.visual_dim, config) if config.uses_visual else None
         )
@@ -84,6 +92,10 @@ class DELModel(nn.Module):
                 `config.length_divisor`.
         """
         self._check_inputs(visual, audio, mask)
+        if self.norm_visual is not None:
+            visual = self.norm_visual(visual, mask)
+        if self.norm_audio is not None:
+            audio = self.norm_audio(audio, mask)
         v = self.embed_visual(visual, mask) if self.embed_visual is not None else None
         a = self.embed_audio(audio, mask) if self.embed_audio is not None else None
         tokens = self.aac(v, a, mask)
@@ -102,6 +114,12 @@ class DELModel(nn.Module):
             masks=masks,
             tokens=tokens,
         )
+
+    def normalizations(self) -> dict[str, FeatureNormalization]:
+        """The input normalisations by stream name (`visual`, `audio`); empty with
+        `normalize: none`."""
+        found = {"visual": self.norm_visual, "audio": self.norm_audio}
+        return {name: module for name, module in found.items() if module is not None}
 
     def _check_inputs(
         self, visual: torch.Tensor | None, audio: torch.Tensor | None, mask: torch.Tensor

@@ -40,6 +40,7 @@ from delcli.train.checkpoint import (
 )
 from delcli.train.ema import ModelEMA
 from delcli.train.metrics import MetricsLog, RunningMeans
+from delcli.train.normalization import fit_input_normalization
 from delcli.train.optim import make_optimizer, make_schedule
 from delcli.train.seeding import epoch_permutation, restore_rng_state, rng_state, seed_everything
 from delcli.train.validation import ValidationSet, build_datasets, evaluate_results
@@ -158,7 +159,12 @@ class _Loop:
 
         from delcli.model.del_model import DELModel
 
-        self.model = DELModel(recipe.model).to(self.device)
+        self.model = DELModel(recipe.model)
+        resumed = resume and checkpoint_folder(self.run_dir) is not None
+        normalization_note = None
+        if not resumed:  # a resumed run restores the statistics with the weights
+            normalization_note = fit_input_normalization(self.model, self.train_set)
+        self.model.to(self.device)
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
         self.optimizer = make_optimizer(self.model, config)
         self.steps_per_epoch = distributed.steps_per_epoch(len(self.train_set), config.batch_size)
@@ -166,7 +172,6 @@ class _Loop:
         self.total_epochs = config.warmup_epochs + config.epochs
         self.objective = distributed.wrap(TrainingObjective(self.model), context)
 
-        resumed = resume and checkpoint_folder(self.run_dir) is not None
         if resume:
             check_same_recipe(recipe, self.run_dir)
         if context.is_main:
@@ -186,8 +191,9 @@ class _Loop:
             self._emit(
                 {"event": "note", "message": f"nothing to resume in {self.run_dir}; starting"}
             )
-        if note:
-            self._emit({"event": "note", "message": note})
+        for message in (note, normalization_note):
+            if message:
+                self._emit({"event": "note", "message": message})
         for video_id, reason in getattr(self.train_set, "problems", [])[:5]:
             self._emit({"event": "note", "message": f"skipped training video {video_id}: {reason}"})
         self._emit(
