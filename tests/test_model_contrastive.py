@@ -156,6 +156,45 @@ def test_intra_loss_matches_eq8_on_a_hand_example():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_negatives_by_ground_truth_exclude_the_anchors_moment_and_class():
+    """Visual anchor at step 0 (class 0); its z⁺ is the audio positive at step 1 (class 0).
+    Audio hard negatives: step 0 (the anchor's own moment), step 2 (class 0, mispredicted),
+    step 3 (class 1), step 4 (background). Only the last two may oppose the anchor; the
+    paper's literal rule keeps all four."""
+    z_visual = torch.eye(5).unsqueeze(0)
+    z_audio = F.normalize(torch.eye(5) + torch.eye(5)[[1, 0, 0, 0, 0]], dim=-1).unsqueeze(0)
+    token_label = torch.tensor([[0, 0, 0, 1, -1]])
+    flags = torch.tensor
+    visual = PairSelection(flags([[True] + [False] * 4]), flags([[False] * 5]), torch.zeros(1, 5))
+    audio = PairSelection(
+        flags([[False, True, False, False, False]]),
+        flags([[True, False, True, True, True]]),
+        torch.zeros(1, 5),
+    )
+    tau = torch.tensor(0.5)
+
+    def expected(negative_steps):
+        logit = lambda k: float(z_visual[0, 0] @ z_audio[0, k]) / 0.5  # noqa: E731
+        positive = math.exp(logit(1))
+        return -math.log(positive / (positive + sum(math.exp(logit(k)) for k in negative_steps)))
+
+    new = intra_sample_loss(z_visual, z_audio, visual, audio, token_label, tau, 64, True)
+    old = intra_sample_loss(z_visual, z_audio, visual, audio, token_label, tau, 64, False)
+    assert new.item() == pytest.approx(expected([3, 4]), rel=1e-6)
+    assert old.item() == pytest.approx(expected([0, 2, 3, 4]), rel=1e-6)
+
+
+def test_an_anchor_left_without_negatives_by_ground_truth_has_no_term():
+    z = F.normalize(torch.ones(1, 2, 4), dim=-1)
+    token_label = torch.tensor([[0, 0]])
+    flags = torch.tensor
+    visual = PairSelection(flags([[True, False]]), flags([[False, False]]), torch.zeros(1, 2))
+    audio = PairSelection(flags([[False, True]]), flags([[True, False]]), torch.zeros(1, 2))
+    tau = torch.tensor(0.5)
+    assert intra_sample_loss(z, z, visual, audio, token_label, tau, 64, True).item() == 0.0
+    assert intra_sample_loss(z, z, visual, audio, token_label, tau, 64, False).item() > 0.0
+
+
 # inter-sample loss
 
 

@@ -29,6 +29,8 @@ Examples:
   del data synth /tmp/tiny --size tiny --seed 3 --format json
 
   del data synth data/unav-like --like unav100_annotations.json.gz --max-videos 500
+
+  del data synth data/synth-unav --geometry unav100
 """  # noqa: E501 - one line per paragraph: the help formatter wraps them
 
 
@@ -75,6 +77,13 @@ def synth_command(
     dims: str = typer.Option(
         "64,64,64", "--dims", help="Feature sizes of the rgb, flow and vggish streams."
     ),
+    geometry: str = typer.Option(
+        "toy",
+        "--geometry",
+        help="toy: small centred streams of --dims channels; unav100: UnAV-100's released "
+        "feature geometry (rgb 1024 + flow 1024 with a large common mean, per-video offsets "
+        "and correlated noise; VGGish-like 0-255 audio 128), made from --dims latent streams.",
+    ),
     force: bool = typer.Option(
         False, "--force", help="Replace a dataset made with other settings (or regenerate)."
     ),
@@ -93,6 +102,7 @@ def synth_command(
         like=like,
         max_videos=max_videos,
         dims=parse_dims(dims),
+        geometry=geometry,
     )
     if (config.size == "tiny" and config.like is None) or not stderr_console().is_terminal:
         result = write_synth_dataset(out, config, force=force)

@@ -20,6 +20,12 @@ import numpy as np
 
 from delcli.data.annotations import Annotations, build_annotations
 from delcli.data.formats import read_json
+from delcli.data.synth_geometry import (
+    BENCHMARK_DIMS,
+    GEOMETRIES,
+    make_geometry,
+    to_benchmark_geometry,
+)
 from delcli.data.synth_layout import VideoLayout, layouts_like, sample_layouts
 from delcli.data.synth_signal import ClassDesign, Design, make_design, synthesize_video
 from delcli.data.synth_stats import FPS, STRIDE, WINDOW, SynthStatistics, dataset_statistics
@@ -59,6 +65,21 @@ class SynthConfig:
     audio_dim: int = 64
     like: str | None = None  # take videos, events and classes from this annotation file
     max_videos: int | None = None
+    geometry: str = "toy"  # or "unav100": the dims above are then the latent streams'
+
+    @property
+    def output_dims(self) -> dict[str, int]:
+        if self.geometry == "unav100":
+            return dict(BENCHMARK_DIMS)
+        return {"rgb": self.rgb_dim, "flow": self.flow_dim, "vggish": self.audio_dim}
+
+    def settings(self) -> dict:
+        """What synth.json records; `geometry` only when not the original toy one, so
+        folders written before the option existed still match."""
+        settings = asdict(self)
+        if settings["geometry"] == "toy":
+            del settings["geometry"]
+        return settings
 
 
 def synth_config(
@@ -68,8 +89,11 @@ def synth_config(
     like: str | Path | None = None,
     max_videos: int | None = None,
     dims: tuple[int, int, int] = (64, 64, 64),
+    geometry: str = "toy",
 ) -> SynthConfig:
     """A validated `SynthConfig` from a size preset and the user's options."""
+    if geometry not in GEOMETRIES:
+        raise ConfigError(f"unknown geometry '{geometry}'; allowed: {', '.join(GEOMETRIES)}")
     if size not in SIZES:
         raise ConfigError(f"unknown size '{size}'; allowed: {', '.join(SIZES)}")
     if like is not None and classes is not None:
@@ -94,6 +118,7 @@ def synth_config(
         audio_dim=dims[2],
         like=None if like is None else str(Path(like).resolve()),
         max_videos=max_videos,
+        geometry=geometry,
     )
 
 
@@ -130,7 +155,7 @@ def write_synth_dataset(
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: is a file; give a folder for the synthetic dataset")
     manifest_path = out / "synth.json"
-    settings = asdict(config)
+    settings = config.settings()
     previous = read_manifest(manifest_path)
     same = previous is not None and (previous.get("generator"), previous.get("settings")) == (
         GENERATOR,
@@ -154,6 +179,10 @@ def write_synth_dataset(
     else:
         layouts, class_names = sample_layouts(config), None
     design = make_design(config, class_names)
+    geometry = None
+    if config.geometry != "toy":
+        latent = {"rgb": config.rgb_dim, "flow": config.flow_dim, "vggish": config.audio_dim}
+        geometry = make_geometry(config.seed, latent)
     features = out / "features"
     complete = same and previous.get("complete") and (out / "annotations.json").exists()
     if complete and not force and all_features_exist(features, layouts):
@@ -165,7 +194,10 @@ def write_synth_dataset(
     written = 0
     for index, layout in enumerate(layouts):
         if force or not all_features_exist(features, [layout]):
-            for stream, array in synthesize_video(design, config, layout, index).items():
+            streams = synthesize_video(design, config, layout, index)
+            if geometry is not None:
+                streams = to_benchmark_geometry(geometry, streams, config.seed, index)
+            for stream, array in streams.items():
                 save_npy_atomic(features / f"{layout.video_id}_{stream}.npy", array)
             written += 1
         if progress is not None:
@@ -181,7 +213,7 @@ def write_synth_dataset(
     manifest.update(
         complete=True,
         grid={"fps": FPS, "stride": STRIDE, "window": WINDOW},
-        dims={"rgb": config.rgb_dim, "flow": config.flow_dim, "vggish": config.audio_dim},
+        dims=config.output_dims,
         classes=[asdict(c) for c in design.classes],
         statistics=asdict(statistics),
     )

@@ -36,6 +36,9 @@ class LossConfig:
     normalizer_momentum: float = 0.9
     normalizer_init: float = 100.0
     label_smoothing: float = 0.0
+    # L_score's scale: "sum" adds both modalities' BCE + CE (Eq. 9 as written);
+    # "balanced" averages the modalities and divides the CE by log(C), its value at chance
+    score_scale: Literal["sum", "balanced"] = "sum"
 
 
 @dataclass
@@ -83,6 +86,9 @@ class ModelConfig:
     projection_dim: int = 128
     temperature_init: float = 0.07
     max_negatives: int = 64
+    # intra-sample negatives: "ground_truth" excludes the anchor's class and time step;
+    # "prediction" is the paper's literal rule (every confident, mispredicted step)
+    hard_negatives: Literal["ground_truth", "prediction"] = "ground_truth"
     # decoding (§9)
     pre_nms_thresh: float = 0.001
     pre_nms_topk: int = 2000
@@ -136,6 +142,10 @@ def validate(config: ModelConfig) -> None:
         config.normalize in ("none", "standard"),
         f"normalize={config.normalize!r}; allowed: none, standard",
     )
+    need(
+        config.hard_negatives in ("ground_truth", "prediction"),
+        f"hard_negatives={config.hard_negatives!r}; allowed: ground_truth, prediction",
+    )
     need(config.num_classes >= 1, f"num_classes={config.num_classes}; must be >= 1")
     if config.uses_visual:
         need(config.visual_dim >= 1, f"visual_dim={config.visual_dim}; must be >= 1")
@@ -177,6 +187,10 @@ def validate(config: ModelConfig) -> None:
     need(
         config.loss.cls_loss in ("focal", "ce"),
         f"loss.cls_loss={config.loss.cls_loss!r}; allowed: focal, ce",
+    )
+    need(
+        config.loss.score_scale in ("sum", "balanced"),
+        f"loss.score_scale={config.loss.score_scale!r}; allowed: sum, balanced",
     )
     need(
         config.loss.reg_loss in ("diou", "smooth_l1"),

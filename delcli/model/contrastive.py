@@ -151,6 +151,20 @@ def hardest_negatives(
     return index, hard_negatives.gather(1, index)
 
 
+def negatives_by_ground_truth(token_label: torch.Tensor, negative_index: torch.Tensor):
+    """(B, T, K) bool: may the negative at `negative_index (B, K)` oppose the anchor at
+    each step t? Not when it is the anchor's own time step (the other view of the same
+    moment) nor when its true class is the anchor's (a view of the same kind of event
+    that the token head merely mispredicted); background opposes every class."""
+    steps = torch.arange(token_label.shape[1], device=token_label.device)
+    same_time = negative_index.unsqueeze(1) == steps.view(1, -1, 1)
+    negative_label = token_label.gather(1, negative_index)  # (B, K)
+    same_class = (negative_label.unsqueeze(1) == token_label.unsqueeze(2)) & (
+        negative_label.unsqueeze(1) >= 0
+    )
+    return ~(same_time | same_class)
+
+
 def anchored_intra_loss(
     z_anchor: torch.Tensor,
     anchor: PairSelection,
@@ -159,11 +173,14 @@ def anchored_intra_loss(
     token_label: torch.Tensor,
     temperature: torch.Tensor,
     max_negatives: int,
+    by_ground_truth: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One direction of Eq. (10): anchors from one modality, z⁺ and z⁻ from the other.
 
     Args:
         z_anchor, z_other: (B, T, P) normalised projections; anchor, other: their pairs.
+        by_ground_truth: drop, per anchor, the negatives `negatives_by_ground_truth`
+            excludes (False: the paper's literal rule, every hard negative of the video).
 
     Returns:
         loss (B,): Eq. (8) averaged over the video's anchors (0 without anchors),
@@ -174,11 +191,14 @@ def anchored_intra_loss(
     negative_index, negative_valid = hardest_negatives(
         other.hard_negatives, other.confidence, max_negatives
     )
-    anchors = anchor.positives & has_positive & negative_valid.any(dim=1, keepdim=True)
+    pair_valid = negative_valid.unsqueeze(1).expand(-1, token_label.shape[1], -1)  # (B, T, K)
+    if by_ground_truth:
+        pair_valid = pair_valid & negatives_by_ground_truth(token_label, negative_index)
+    anchors = anchor.positives & has_positive & pair_valid.any(dim=2)
     z_minus = z_other.gather(1, negative_index.unsqueeze(-1).expand(-1, -1, z_other.shape[-1]))
     positive_logit = (z_anchor * z_plus).sum(-1) / temperature  # (B, T)
     negative_logits = torch.einsum("btp,bkp->btk", z_anchor, z_minus) / temperature
-    negative_logits = negative_logits.masked_fill(~negative_valid.unsqueeze(1), -math.inf)
+    negative_logits = negative_logits.masked_fill(~pair_valid, -math.inf)
     # Eq. (8): −log(e^{z·z⁺/τ} / (e^{z·z⁺/τ} + Σ e^{z·z⁻/τ})); finite since z⁺'s logit is.
     logits = torch.cat([positive_logit.unsqueeze(-1), negative_logits], dim=-1)
     per_anchor = torch.where(anchors, logits.logsumexp(dim=-1) - positive_logit, 0.0)
@@ -194,14 +214,15 @@ def intra_sample_loss(
     token_label: torch.Tensor,
     temperature: torch.Tensor,
     max_negatives: int,
+    by_ground_truth: bool = True,
 ) -> torch.Tensor:
     """Eq. (10): visual-anchored plus audio-anchored terms, averaged over the videos
     that have any term; zero (never NaN) when none has. z_*: (B, T, P) normalised."""
     v_loss, v_terms = anchored_intra_loss(
-        z_visual, visual, z_audio, audio, token_label, temperature, max_negatives
+        z_visual, visual, z_audio, audio, token_label, temperature, max_negatives, by_ground_truth
     )
     a_loss, a_terms = anchored_intra_loss(
-        z_audio, audio, z_visual, visual, token_label, temperature, max_negatives
+        z_audio, audio, z_visual, visual, token_label, temperature, max_negatives, by_ground_truth
     )
     videos = (v_terms | a_terms).sum()
     return (v_loss + a_loss).sum() / videos.clamp(min=1)
@@ -270,10 +291,11 @@ def token_score_loss(
     in_event: torch.Tensor,
     token_label: torch.Tensor,
     mask: torch.Tensor,
+    ce_scale: float = 1.0,
 ) -> torch.Tensor:
     """L_score of one modality: BCE of s_t against in_event, mean over valid steps,
-    plus cross-entropy of c_t against the label, mean over in-event steps (0 if none).
-    score_logits (B, T); category_logits (B, T, C); the rest (B, T)."""
+    plus `ce_scale` × cross-entropy of c_t against the label, mean over in-event steps
+    (0 if none). score_logits (B, T); category_logits (B, T, C); the rest (B, T)."""
     bce = F.binary_cross_entropy_with_logits(
         score_logits.float(), in_event.to(torch.float32), reduction="none"
     )
@@ -282,7 +304,7 @@ def token_score_loss(
     ce = F.cross_entropy(
         category_logits.float().flatten(0, 1), target.flatten(), ignore_index=-1, reduction="sum"
     )
-    return bce + ce / in_event.sum().clamp(min=1)
+    return bce + ce_scale * ce / in_event.sum().clamp(min=1)
 
 
 class TokenHeads(nn.Module):
@@ -358,12 +380,16 @@ class ScoreContrastive(nn.Module):
             if features[name] is not None
         }
         # Float32 loss arithmetic: contrastive logits are divided by τ down to 0.01.
+        balanced = self.config.loss.score_scale == "balanced"
+        ce_scale = 1.0 / math.log(max(self.config.num_classes, 2)) if balanced else 1.0
         with torch.autocast(mask.device.type, enabled=False):
             score = mask.new_zeros((), dtype=torch.float32)
             for score_logits, category_logits in predictions.values():
                 score = score + token_score_loss(
-                    score_logits, category_logits, in_event, token_label, mask
+                    score_logits, category_logits, in_event, token_label, mask, ce_scale
                 )
+            if balanced:
+                score = score / max(len(predictions), 1)
         losses = {"score": score, "inter": score.new_zeros(()), "intra": score.new_zeros(())}
         if self.log_temperature is None:
             return losses
@@ -387,5 +413,6 @@ class ScoreContrastive(nn.Module):
                     token_label,
                     self.temperature(),
                     self.config.max_negatives,
+                    self.config.hard_negatives == "ground_truth",
                 )
         return losses
