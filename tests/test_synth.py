@@ -244,3 +244,60 @@ def test_zoo_recipe_matches_the_default_dataset():
     assert recipe.model.audio_dim == recipe.data.audio.dim == config.audio_dim
     assert recipe.model.max_seq_len >= grid_length(config.max_duration)
     assert (recipe.data.fps, recipe.data.stride, recipe.data.window) == (25.0, 8, 24)
+
+
+# -- the benchmarks' feature geometry ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def unav_geometry(tmp_path_factory):
+    """96 tiny-kind videos in UnAV-100's feature geometry (probe included)."""
+    config = dataclasses.replace(synth_config("tiny", seed=0, geometry="unav100"), videos=96)
+    return write_synth_dataset(tmp_path_factory.mktemp("geometry") / "d", config)
+
+
+def test_unav100_geometry_has_the_benchmarks_dims_offsets_and_8_bit_audio(unav_geometry):
+    folder = unav_geometry.folder
+    manifest = json.loads((folder / "synth.json").read_text())
+    assert manifest["dims"] == {"rgb": 1024, "flow": 1024, "vggish": 128}
+    assert manifest["settings"]["geometry"] == "unav100"
+    files = (folder / "features").glob("*_rgb.npy")
+    videos = sorted(p.name.removesuffix("_rgb.npy") for p in files)
+    rgb = np.concatenate([np.load(folder / "features" / f"{v}_rgb.npy") for v in videos[:20]])
+    audio = np.concatenate([np.load(folder / "features" / f"{v}_vggish.npy") for v in videos[:20]])
+    assert rgb.shape[1] == 1024 and audio.shape[1] == 128 and rgb.dtype == np.float32
+    assert rgb.min() >= 0.0  # pooled activations after a ReLU
+    ratio = np.median(rgb.mean(0) / rgb.std(0))
+    assert 1.5 < ratio < 3.5  # a large common mean, as I3D's (≈ 2.3 × the spread)
+    means = [np.load(folder / "features" / f"{v}_rgb.npy").mean(0) for v in videos[:20]]
+    assert np.std(means, axis=0).mean() > 0.1 * rgb.std(0).mean()  # per-video offsets
+    assert np.array_equal(audio, np.round(audio)) and audio.min() >= 0 and audio.max() <= 255
+    assert np.ptp(audio.mean(0)) > 20  # per-channel offsets
+
+
+def test_unav100_geometry_keeps_the_class_evidence_linearly_readable():
+    """The toy streams (where the class evidence lives) are recovered from the benchmark
+    streams by one linear map fitted on some videos and applied to others."""
+    from delcli.data.synth_geometry import make_geometry, to_benchmark_geometry
+
+    rng = np.random.default_rng(0)
+    latent = {"rgb": 64, "flow": 64, "vggish": 64}
+    geometry = make_geometry(0, latent)
+    toy = [{k: rng.normal(size=(150, d)) for k, d in latent.items()} for _ in range(16)]
+    real = [to_benchmark_geometry(geometry, streams, 0, i) for i, streams in enumerate(toy)]
+    for name in ("rgb", "vggish"):
+        x = [np.c_[r[name], np.ones(len(r[name]))] for r in real]
+        fit = np.linalg.lstsq(np.concatenate(x[:14]), np.concatenate([t[name] for t in toy[:14]]))
+        held_out = np.concatenate(x[14:]) @ fit[0]
+        truth = np.concatenate([t[name] for t in toy[14:]])
+        r2 = 1 - ((held_out - truth) ** 2).sum() / ((truth - truth.mean(0)) ** 2).sum()
+        assert r2 > 0.85, (name, r2)
+
+
+def test_toy_settings_of_older_folders_still_match(tmp_path):
+    """synth.json written before --geometry existed has no such key; it must still match."""
+    config = synth_config("tiny", seed=0)
+    assert "geometry" not in config.settings()
+    assert synth_config("tiny", seed=0, geometry="unav100").settings()["geometry"] == "unav100"
+    with pytest.raises(ConfigError, match="unknown geometry 'i3d'; allowed: toy, unav100"):
+        synth_config("tiny", geometry="i3d")
