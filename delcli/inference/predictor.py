@@ -2,7 +2,7 @@
 
 `predict_dataset` runs a `DELModel` over a `FeatureDataset` in batches and
 returns ActivityNet results, `{video: [{"label", "score", "segment"}]}`. Per
-video (model.md §9):
+video (docs/model.md §9):
 
 1. `model.candidates` decodes the heads into segments on the grid (steps);
 2. the item's `TimeGrid` maps steps to seconds of the original video; segments
@@ -11,7 +11,7 @@ video (model.md §9):
 4. with external video-level class scores (below) the kept segments are labelled;
 5. the best `recipe.inference.max_detections` are kept, by descending score.
 
-Clamping before NMS follows model.md §9 (ActionFormer clamps after NMS; the
+Clamping before NMS follows docs/model.md §9 (ActionFormer clamps after NMS; the
 difference only touches segments that cross the video's ends). The seconds map is
 affine with a positive scale, so NMS in seconds equals NMS in steps otherwise.
 

@@ -6,7 +6,7 @@
 per `recipe.inference.nms`, cap), then applies the caller's score `threshold`
 and `top_k`.
 
-**Long videos** (model.md §9). A video of at most `model.max_seq_len` steps runs
+**Long videos** (docs/model.md §9). A video of at most `model.max_seq_len` steps runs
 in one padded forward pass. A longer one runs in windows of `max_seq_len` steps
 that overlap by `WINDOW_OVERLAP` (half a window), several windows per forward
 pass. Each grid point belongs to exactly one window — the one in whose central

@@ -1,4 +1,4 @@
-"""Adaptive attention for cross-modal alignment (AAC, paper §3.2, Eq. 5–6; model.md §2).
+"""Adaptive attention for cross-modal alignment (AAC, paper §3.2, Eq. 5–6; docs/model.md §2).
 
 Pre-LN transformer blocks over `X = [CLS_V, V_1..V_T, CLS_A, A_1..A_T]` whose
 attention is restricted by the structured mask M of Eq. (6): global attention

@@ -1,4 +1,4 @@
-"""Points on the pyramid and ActionFormer's label assignment (model.md §5).
+"""Points on the pyramid and ActionFormer's label assignment (docs/model.md §5).
 
 Every step of every level is a point `(t, range_lo, range_hi, stride)` with
 t = i·stride on the input grid (no half-stride offset). A point is positive for

@@ -1,7 +1,7 @@
 """Typed configuration of the DEL model, validated once.
 
 Every module takes the whole `ModelConfig` and reads the fields it needs.
-Defaults are the paper's / model.md's UnAV-100 values; zoo recipes override
+Defaults are the paper's / docs/model.md's UnAV-100 values; zoo recipes override
 them per benchmark. Loading from YAML and dotted overrides live with the
 training code; this module only defines and validates.
 """
@@ -56,7 +56,7 @@ class ModelConfig:
     max_seq_len: int = 224
     # input normalisation (§0): per-channel training-split statistics, stored with the weights
     normalize: Normalize = "standard"
-    # embedding (model.md §1)
+    # embedding (docs/model.md §1)
     embed_dim: int = 512
     position_encoding: bool = False
     # AAC (§2)

@@ -1,4 +1,4 @@
-"""Score-based contrastive learning (SCL, paper §3.3, Eq. 7–10; model.md §6).
+"""Score-based contrastive learning (SCL, paper §3.3, Eq. 7–10; docs/model.md §6).
 
 Token heads on the AAC outputs predict whether a step lies inside an event
 (s_t, Eq. 9) and its class (c_t): L_score. Their confident predictions pick the

@@ -1,4 +1,4 @@
-"""Head outputs → candidate segments on the grid, before NMS (model.md §9).
+"""Head outputs → candidate segments on the grid, before NMS (docs/model.md §9).
 
 Per level, as ActionFormer: scores σ(logit) at valid points, keep those above
 `pre_nms_thresh`, the `pre_nms_topk` best (points × classes), turn each into

@@ -1,4 +1,4 @@
-"""Per-modality embedding (model.md §1): features of any width → `d` channels on the grid."""
+"""Per-modality embedding (docs/model.md §1): features of any width → `d` channels on the grid."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Classification and regression heads on the fused pyramid (model.md §5).
+"""Classification and regression heads on the fused pyramid (docs/model.md §5).
 
 ActionFormer's heads: one set of weights shared by every pyramid level, a small
 masked conv trunk, then a masked conv to C class logits (sigmoid, no background

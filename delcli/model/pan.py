@@ -1,4 +1,4 @@
-"""Path aggregation network (PAN, §3.4 and supplementary §7; model.md §4).
+"""Path aggregation network (PAN, §3.4 and supplementary §7; docs/model.md §4).
 
 Per modality, a top-down then a bottom-up path over the temporal pyramid
 (PANet / YOLO-World's PAFPN in 1-D); level 0 is the finest (stride 1):

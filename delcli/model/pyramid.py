@@ -1,4 +1,4 @@
-"""Per-modality temporal pyramid (model.md §3): ActionFormer's convolutional transformer.
+"""Per-modality temporal pyramid (docs/model.md §3): ActionFormer's convolutional transformer.
 
 `n_stem` blocks at stride 1 give level 0; each of the `n_levels − 1` following
 blocks halves the length (strided depthwise q/k/v convs in the attention and a
