@@ -2,8 +2,8 @@
 
 Every module takes the whole `ModelConfig` and reads the fields it needs.
 Defaults are the paper's / docs/model.md's UnAV-100 values; zoo recipes override
-them per benchmark. Loading from YAML and dotted overrides live with the
-training code; this module only defines and validates.
+them per benchmark. Loading from YAML and dotted overrides live in
+`delcli/settings.py` and `delcli/recipe.py`; this module only defines and validates.
 """
 
 from __future__ import annotations
