@@ -151,3 +151,23 @@ def test_training_stores_the_training_splits_exact_statistics_with_the_weights(t
         for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
     assert any("input normalisation from 6 training videos" in n.get("message", "") for n in notes)
+
+
+def test_modality_dropout_drops_one_whole_stream_of_a_share_of_videos_in_training_only():
+    from delcli.model.del_model import modality_dropout
+
+    torch.manual_seed(0)
+    ones = torch.ones(20000, 3, 2)
+    visual, audio = modality_dropout(ones, ones.clone(), 0.4)
+    dropped_v = (visual == 0).all(dim=(1, 2))
+    dropped_a = (audio == 0).all(dim=(1, 2))
+    assert ((visual == 0).any(dim=(1, 2)) == dropped_v).all()  # whole streams, never parts
+    assert abs(float(dropped_v.float().mean()) - 0.2) < 0.02
+    assert abs(float(dropped_a.float().mean()) - 0.2) < 0.02
+    assert not (dropped_v & dropped_a).any()  # never both
+
+    model = _model(modality_dropout=0.5)
+    visual, audio, mask = _inputs()
+    first = model(visual, audio, mask).cls_logits  # eval mode: nothing dropped
+    second = model(visual, audio, mask).cls_logits
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))

@@ -56,6 +56,9 @@ class ModelConfig:
     max_seq_len: int = 224
     # input normalisation (§0): per-channel training-split statistics, stored with the weights
     normalize: Normalize = "standard"
+    # training only: drop a whole stream (zeroed after normalisation) for this share of
+    # videos, half each, so neither stream can carry the model alone (docs/model.md §0)
+    modality_dropout: float = 0.0
     # embedding (docs/model.md §1)
     embed_dim: int = 512
     position_encoding: bool = False
@@ -145,6 +148,10 @@ def validate(config: ModelConfig) -> None:
     need(
         config.hard_negatives in ("ground_truth", "prediction"),
         f"hard_negatives={config.hard_negatives!r}; allowed: ground_truth, prediction",
+    )
+    need(
+        0.0 <= config.modality_dropout < 1.0,
+        f"modality_dropout={config.modality_dropout}; must lie in [0, 1)",
     )
     need(config.num_classes >= 1, f"num_classes={config.num_classes}; must be >= 1")
     if config.uses_visual:

@@ -96,6 +96,8 @@ class DELModel(nn.Module):
             visual = self.norm_visual(visual, mask)
         if self.norm_audio is not None:
             audio = self.norm_audio(audio, mask)
+        if self.training and self.config.modality_dropout > 0 and self.config.modalities == "av":
+            visual, audio = modality_dropout(visual, audio, self.config.modality_dropout)
         v = self.embed_visual(visual, mask) if self.embed_visual is not None else None
         a = self.embed_audio(audio, mask) if self.embed_audio is not None else None
         tokens = self.aac(v, a, mask)
@@ -203,3 +205,14 @@ class DELModel(nn.Module):
     def candidates(self, output: DELOutput) -> list[Candidates]:
         """Per video: candidate segments (grid steps), scores and labels before NMS."""
         return decode_candidates(output.cls_logits, output.offsets, output.masks, self.config)
+
+
+def modality_dropout(
+    visual: torch.Tensor, audio: torch.Tensor, share: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero the visual stream of a random `share / 2` of the videos and the audio stream
+    of another `share / 2` (their features are standardised, so zero is the mean)."""
+    draw = torch.rand(visual.shape[0], device=visual.device)
+    keep_visual = (draw >= share / 2).to(visual.dtype)[:, None, None]
+    keep_audio = ((draw < share / 2) | (draw >= share)).to(audio.dtype)[:, None, None]
+    return visual * keep_visual, audio * keep_audio
