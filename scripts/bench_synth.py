@@ -48,6 +48,7 @@ ROWS: dict[str, list[str]] = {
     "normalize none": ["model.normalize=none"],
     "negatives prediction": ["model.hard_negatives=prediction"],
     "score balanced": ["model.loss.score_scale=balanced"],
+    "modality dropout": ["model.modality_dropout=0.3"],
     "ce + diou": ["model.loss.cls_loss=ce"],
     "focal + smooth_l1": ["model.loss.reg_loss=smooth_l1"],
     "ce + smooth_l1": ["model.loss.cls_loss=ce", "model.loss.reg_loss=smooth_l1"],
