@@ -171,3 +171,28 @@ def test_modality_dropout_drops_one_whole_stream_of_a_share_of_videos_in_trainin
     first = model(visual, audio, mask).cls_logits  # eval mode: nothing dropped
     second = model(visual, audio, mask).cls_logits
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_a_run_started_by_an_older_del_resumes(tmp_path):
+    """Its config.yaml lacks the settings added since and its checkpoint has no
+    normalisation statistics: it resumes with those settings' defaults and identity."""
+    import yaml
+    from safetensors.torch import save_file as write
+    from test_train import _Stop, _stop_after
+
+    features, annotations = write_tiny_dataset(tmp_path / "data")
+    recipe = load_recipe(tiny_recipe_data(features, annotations, epochs=2, warmup_epochs=0))
+    run = tmp_path / "run"
+    with pytest.raises(_Stop):
+        fit(recipe, run, on_event=_stop_after(1))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("normalize", "modality_dropout", "hard_negatives"):
+        del saved["model"][key]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    for name in ("model", "ema"):
+        path = run / "checkpoint" / f"{name}.safetensors"
+        tensors = {k: v for k, v in load_file(path).items() if not k.startswith("norm_")}
+        write(tensors, path)
+    result = fit(recipe, run, resume=True)
+    assert result.epochs == 2
+    assert all(not m.fitted for m in load_model(str(run))[0].normalizations().values())

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from delcli.errors import ConfigError, WeightsError
-from delcli.recipe import Recipe, recipe_to_dict
+from delcli.recipe import Recipe, load_recipe, recipe_to_dict
 
 CHECKPOINT = "checkpoint"
 _TEMPORARY = "checkpoint.tmp"
@@ -88,7 +88,7 @@ def check_same_recipe(recipe: Recipe, run_dir: Path) -> None:
         return
     from delcli.settings import read_yaml
 
-    saved, given = read_yaml(path), json.loads(json.dumps(recipe_to_dict(recipe)))
+    saved, given = with_defaults(read_yaml(path)), json.loads(json.dumps(recipe_to_dict(recipe)))
     saved.pop("weights", None)  # where weights are published is not part of training
     given.pop("weights", None)
     if given["data"].get("classes") is None:  # left open: the run pinned the data's classes
@@ -101,6 +101,15 @@ def check_same_recipe(recipe: Recipe, run_dir: Path) -> None:
             f"--resume: {key} is {now!r} here but {before!r} in {path}; "
             "a resumed run keeps its recipe"
         )
+
+
+def with_defaults(saved: dict) -> dict:
+    """A run's saved config with the settings added since it was written at their
+    defaults, so a run made by an older `del` resumes (left as saved if it does not load)."""
+    try:
+        return json.loads(json.dumps(recipe_to_dict(load_recipe(saved))))
+    except ConfigError:  # an unloadable file is compared as it is
+        return saved
 
 
 def _first_difference(saved, given, key: str = ""):

@@ -243,6 +243,12 @@ class _Loop:
 
     def _restore(self) -> None:
         model_state, ema_state, state = load_checkpoint(self.run_dir, self.device)
+        from delcli.weights import with_identity_normalization
+
+        expected = self.model.state_dict()  # a run from before input normalisation: identity
+        model_state = with_identity_normalization(expected, model_state)
+        if ema_state is not None:
+            ema_state = with_identity_normalization(expected, ema_state)
         if state["steps_per_epoch"] != self.steps_per_epoch:
             raise ConfigError(
                 f"--resume: the training split now gives {self.steps_per_epoch} steps per epoch, "
