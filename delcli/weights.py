@@ -15,6 +15,7 @@ says how to train it).
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,8 +54,6 @@ def save_weights(
         metadata: extra string entries (e.g. `epoch`, `step`); `format` and `recipe`
             are reserved.
     """
-    from safetensors.torch import save_file
-
     extra = dict(metadata or {})
     clash = [key for key in RESERVED_KEYS if key in extra]
     if clash:
@@ -66,7 +65,20 @@ def save_weights(
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state_dict.items()}
 
     with atomic_path(path) as temporary:
-        save_file(tensors, temporary, metadata=entries)
+        write_safetensors(tensors, temporary, entries)
+
+
+def write_safetensors(
+    tensors: dict[str, Tensor], path: Path | str, metadata: dict[str, str] | None = None
+) -> None:
+    """safetensors' `save_file`, with its I/O errors (a full disk) raised as `OSError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except SafetensorError as error:
+        raise OSError(errno.EIO, f"cannot write ({error})", str(path)) from error
 
 
 def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str, str]]:

@@ -126,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, typer.Abort):
             _error("interrupted")
             return 130
+        except OSError as error:  # the system refused: disk full, permission denied, …
+            if debug:
+                _print_traceback()
+            where = f" ({error.filename})" if error.filename else ""
+            _error(f"{error.strerror or error}{where}")
+            return 1
         except Exception as error:  # a bug in del: say so, in one line
             if debug:
                 _print_traceback()
