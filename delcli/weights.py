@@ -45,7 +45,7 @@ def save_weights(
     recipe: Recipe,
     metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write `state_dict` and `recipe` to a safetensors file, atomically, mode 0644.
+    """Write `state_dict` and `recipe` to a safetensors file, atomically (`atomic_path`).
 
     Args:
         path: destination; its folder must exist.
@@ -101,6 +101,7 @@ def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str,
     except (SafetensorError, OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(f"{path}: not a safetensors file, or corrupt ({reason})") from None
+    _check_finite(tensors, path)
 
     found = metadata.get("format")
     if found is None:
@@ -118,6 +119,20 @@ def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str,
     except ConfigError as error:
         raise WeightsError(f"{path}: the stored recipe does not load: {error}") from None
     return tensors, recipe, metadata
+
+
+def _check_finite(tensors: dict[str, Tensor], path: Path) -> None:
+    """`WeightsError` naming the first tensor that holds NaN or ±inf: such weights give
+    no events (or garbage) without any error of their own."""
+    import torch
+
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise WeightsError(
+                f"{path}: tensor '{name}' holds {bad} NaN or infinite value(s) of "
+                f"{tensor.numel()}; these weights are unusable (a diverged run?)"
+            )
 
 
 def packaged_weights(name: str) -> Path | None:
