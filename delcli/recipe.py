@@ -8,14 +8,14 @@ dotted `--set` overrides and validates the result once.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from delcli.errors import ConfigError
 from delcli.hub.manifest import WeightsManifest
-from delcli.inference.nms import NMSConfig
 from delcli.model.config import ModelConfig
 from delcli.settings import apply_overrides, from_dict, read_yaml, to_dict
 
@@ -68,6 +68,9 @@ class DataConfig:
     skip_missing: bool = False
 
 
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 40  # after warmup, as ActionFormer counts
@@ -83,6 +86,63 @@ class TrainConfig:
     eval_every: int = 1  # epochs; 0 = only at the end
     log_every: int = 20  # steps
     precision: str = "auto"  # auto (bf16 on CUDA) | bf16 | fp32
+
+    def __post_init__(self) -> None:
+        """Every setting checked before any work: one line naming the key."""
+        at_least = {"batch_size": 1, "epochs": 0, "warmup_epochs": 0, "num_workers": 0}
+        at_least |= {"eval_every": 0, "log_every": 0}
+        for key, low in at_least.items():
+            if getattr(self, key) < low:
+                raise ConfigError(f"train.{key}={getattr(self, key)}; must be >= {low}")
+        if self.epochs + self.warmup_epochs < 1:
+            raise ConfigError(
+                f"train.epochs={self.epochs} and train.warmup_epochs={self.warmup_epochs}: "
+                "nothing to train; need at least one epoch"
+            )
+        for key in ("lr", "min_lr", "weight_decay", "clip_grad"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
+                bound = "> 0" if key == "lr" else ">= 0"
+                raise ConfigError(f"train.{key}={value}; must be a finite number {bound}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay={self.ema_decay}; must lie in [0, 1) (0: no EMA)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"train.precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}"
+            )
+
+
+DecayMethod = Literal["gaussian", "linear", "hard"]
+DECAY_METHODS = ", ".join(get_args(DecayMethod))
+
+
+@dataclass(frozen=True)
+class NMSConfig:
+    """Post-processing parameters; defaults are ActionFormer's THUMOS14 settings.
+
+    Pass to `batched_nms` as `batched_nms(segments, scores, class_ids, **asdict(config))`.
+    """
+
+    iou_threshold: float = 0.1
+    min_score: float = 0.001
+    max_seg_num: int | None = 200
+    use_soft_nms: bool = True
+    method: DecayMethod = "gaussian"
+    sigma: float = 0.5
+    multiclass: bool = True
+    voting_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in get_args(DecayMethod):
+            raise ConfigError(f"nms.method={self.method!r}; allowed: {DECAY_METHODS}")
+        if not 0.0 <= self.iou_threshold <= 1.0:
+            raise ConfigError(f"nms.iou_threshold={self.iou_threshold}; must lie in [0, 1]")
+        if self.sigma <= 0.0:
+            raise ConfigError(f"nms.sigma={self.sigma}; must be > 0")
+        if self.max_seg_num is not None and self.max_seg_num < 1:
+            raise ConfigError(f"nms.max_seg_num={self.max_seg_num}; must be >= 1 or None")
+        if self.voting_threshold is not None and not 0.0 <= self.voting_threshold <= 1.0:
+            raise ConfigError(f"nms.voting_threshold={self.voting_threshold}; must lie in [0, 1]")
 
 
 @dataclass

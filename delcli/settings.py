@@ -168,13 +168,14 @@ def read_yaml(path: Path) -> dict:
 
 
 def write_yaml(path: Path, data: dict) -> None:
-    """Write atomically (temp file + rename)."""
+    """Write atomically (`delcli.files.atomic_path`)."""
     import yaml
 
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    temporary.replace(path)
+    from delcli.files import atomic_path
+
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    with atomic_path(path) as temporary:
+        Path(temporary).write_text(text, encoding="utf-8")
 
 
 def _join(prefix: str, name: str) -> str:

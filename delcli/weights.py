@@ -15,6 +15,7 @@ says how to train it).
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +46,7 @@ def save_weights(
     recipe: Recipe,
     metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write `state_dict` and `recipe` to a safetensors file, atomically, mode 0644.
+    """Write `state_dict` and `recipe` to a safetensors file, atomically (`atomic_path`).
 
     Args:
         path: destination; its folder must exist.
@@ -54,8 +55,6 @@ def save_weights(
         metadata: extra string entries (e.g. `epoch`, `step`); `format` and `recipe`
             are reserved.
     """
-    from safetensors.torch import save_file
-
     extra = dict(metadata or {})
     clash = [key for key in RESERVED_KEYS if key in extra]
     if clash:
@@ -67,7 +66,20 @@ def save_weights(
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in state_dict.items()}
 
     with atomic_path(path) as temporary:
-        save_file(tensors, temporary, metadata=entries)
+        write_safetensors(tensors, temporary, entries)
+
+
+def write_safetensors(
+    tensors: dict[str, Tensor], path: Path | str, metadata: dict[str, str] | None = None
+) -> None:
+    """safetensors' `save_file`, with its I/O errors (a full disk) raised as `OSError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except SafetensorError as error:
+        raise OSError(errno.EIO, f"cannot write ({error})", str(path)) from error
 
 
 def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str, str]]:
@@ -90,6 +102,7 @@ def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str,
     except (SafetensorError, OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(f"{path}: not a safetensors file, or corrupt ({reason})") from None
+    _check_finite(tensors, path)
 
     found = metadata.get("format")
     if found is None:
@@ -107,6 +120,20 @@ def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str,
     except ConfigError as error:
         raise WeightsError(f"{path}: the stored recipe does not load: {error}") from None
     return tensors, recipe, metadata
+
+
+def _check_finite(tensors: dict[str, Tensor], path: Path) -> None:
+    """`WeightsError` naming the first tensor that holds NaN or ±inf: such weights give
+    no events (or garbage) without any error of their own."""
+    import torch
+
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise WeightsError(
+                f"{path}: tensor '{name}' holds {bad} NaN or infinite value(s) of "
+                f"{tensor.numel()}; these weights are unusable (a diverged run?)"
+            )
 
 
 def packaged_weights(name: str) -> Path | None:

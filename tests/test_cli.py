@@ -121,11 +121,45 @@ def test_bad_input_file_is_one_line_with_exit_code_2(capsys, tmp_path, small_fil
     )
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    from delcli.errors import ConfigError
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(capsys):
+    code, _, err = run(capsys, "--debug", "eval", "-d", "nope", "-p", "x.json")
+    assert code == 2
+    assert "Traceback (most recent call last)" in err and "ConfigError" in err
+    assert err.splitlines()[-1].startswith("del: error: unknown dataset 'nope'")
 
-    with pytest.raises(ConfigError):
-        main(["--debug", "eval", "-d", "nope", "-p", "x.json"])
+
+def test_del_alone_prints_the_help_and_no_empty_error(capsys):
+    code, out, err = run(capsys)
+    assert code == 2
+    assert "Usage" in out + err and "del: error" not in out + err
+
+
+def test_a_bad_choice_does_not_leak_validator_wording(capsys):
+    code, _, err = run(capsys, "eval", "-d", "unav100", "-p", "x.json", "--format", "xml")
+    assert code == 2 and "Value error" not in err
+    assert "'xml' is not one of 'table', 'json', 'csv'" in err
+
+
+def test_a_long_note_is_one_line_on_a_non_terminal_stderr(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    gt = write_database(tmp_path / "gt.json", [("v1", 0, 10, "a")])
+    preds = write_results(tmp_path / "p.json", [("elsewhere", 0, 10, "a", 0.9)])
+    code, _, err = run(capsys, "eval", "-g", str(gt), "-p", str(preds), "-s", "test")
+    assert code == 0
+    (line,) = [line for line in err.splitlines() if "outside split" in line]
+    assert len(line) > 80 and line.endswith("as the official scorer does)")
+
+
+@pytest.mark.parametrize("output_format", ["table", "json", "csv"])
+def test_a_closed_stdout_pipe_exits_0_silently_in_every_format(output_format):
+    # the reader is gone before del writes: every write meets a closed pipe
+    command = [sys.executable, "-m", "delcli.cli.app", "eval", "-d", "unav100"]
+    command += ["-p", str(EXAMPLE), "--per-class", "--format", output_format]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0
+    assert "error" not in err and "Traceback" not in err
 
 
 def test_the_installed_console_script_runs():

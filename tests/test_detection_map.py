@@ -220,3 +220,37 @@ def test_shifted_real_ground_truth_scores_exactly_at_its_tiou(real_annotations, 
     )
     result = detection_map(gt, shifted, np.array([0.3, 0.5, 0.59, 0.61, 0.9]))
     assert result.mean_ap.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_negative_starts_are_scored_as_given_like_the_official_scorer(tmp_path):
+    # [-5, 10] against [0, 10]: tIoU 10/15 = 0.67, a hit at 0.5 and a miss at 0.7;
+    # clamping the start to 0 would make it a perfect hit at both
+    report = _score(tmp_path, [("v1", 0, 10, "a")], [("v1", -5, 10, "a", 0.9)], (0.5, 0.7))
+    assert report.result.mean_ap == pytest.approx([1.0, 0.0], abs=1e-12)
+    assert report.counts["negative_start"] == 1
+    assert any("1 predictions start before 0 s" in line for line in report.notes)
+
+
+def test_negative_starts_match_the_literal_reference_loop(tmp_path):
+    rng = np.random.default_rng(3)
+    gt = [
+        (f"v{i % 4}", s, s + rng.uniform(1, 20), "ab"[i % 2])
+        for i, s in enumerate(rng.uniform(0, 30, size=24))
+    ]
+    starts = rng.uniform(-10, 30, size=80)
+    rows = [
+        (f"v{i % 4}", s, s + rng.uniform(0.5, 25), "ab"[i % 3 % 2], float(rng.uniform()))
+        for i, s in enumerate(starts)
+    ]
+    gt_path = write_database(tmp_path / "gt.json", gt)
+    preds_path = write_results(tmp_path / "p.json", rows)
+    tious = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    report = score_predictions(preds_path, ground_truth=gt_path, split="test", tious=tious)
+    assert report.counts["negative_start"] == int((starts < 0).sum()) > 0
+    from delcli.data.formats import read_annotations
+
+    truth = read_annotations(gt_path).select_split("test")
+    aligned = align_predictions(truth, read_predictions(preds_path))
+    slow = reference_average_precision(truth, aligned, tious)
+    expected = np.array([slow[truth.class_index()[name]] for name in report.result.classes])
+    np.testing.assert_allclose(report.result.ap, expected, rtol=0, atol=1e-12)

@@ -206,3 +206,30 @@ def test_a_missing_path_says_so(tmp_path):
     with pytest.raises(WeightsError) as excinfo:
         resolve_weights(str(tmp_path / "nope.safetensors"))
     assert "no such file or directory" in one_line_error(excinfo)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_weights_with_nan_or_inf_are_refused_naming_the_tensor(tmp_path, recipe, model, value):
+    state = model.state_dict()
+    name = next(n for n, t in state.items() if t.is_floating_point() and t.numel() > 1)
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = value
+    path = tmp_path / "w.safetensors"
+    save_weights(path, state, recipe)
+    with pytest.raises(WeightsError) as excinfo:
+        load_weights(path)
+    assert f"tensor '{name}' holds 1 NaN or infinite value(s)" in one_line_error(excinfo)
+
+
+def test_nan_weights_are_exit_2_on_the_command_line(tmp_path, recipe, model, capsys):
+    from delcli.cli.app import main
+
+    state = {
+        name: torch.full_like(t, float("nan")) if t.is_floating_point() else t
+        for name, t in model.state_dict().items()
+    }
+    path = tmp_path / "w.safetensors"
+    save_weights(path, state, recipe)
+    assert main(["export", "-m", str(path), "-o", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"del: error: {path}: tensor '") and err.count("\n") == 1

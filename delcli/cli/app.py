@@ -7,12 +7,16 @@ Subcommands live in sibling modules and import heavy libraries lazily.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
 import sys
 
 import typer
 
 from delcli import __version__
-from delcli.errors import DelError
+from delcli.errors import DelError, Terminated, terminated_on_sigterm
 
 app = typer.Typer(
     name="del",
@@ -70,43 +74,77 @@ def _error(message: str) -> None:
     typer.echo(f"del: error: {message}", err=True)
 
 
+def _usage_message(error: Exception) -> str:
+    """click's message without the validator's wording ("Value error, …")."""
+    return re.sub(r"\bValue error, ", "", error.format_message())
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `del` console script; returns the exit code."""
+    """Entry point of the `del` console script; returns the exit code.
+
+    SIGTERM (Slurm preemption, `timeout`) and Ctrl-C unwind like an exception, so every
+    temporary file is removed on the way out; the exit codes are 143 and 130. `--debug`
+    prints the traceback and keeps the exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     command = typer.main.get_command(app)
-    try:
-        result = command.main(args=args, prog_name="del", standalone_mode=False)
-    except typer.TyperException as error:  # usage errors: unknown option, bad value, …
-        if debug:
-            raise
-        context = getattr(error, "ctx", None)
-        where = context.command_path if context else "del"
-        _error(f"{error.format_message()} (see '{where} --help')")
-        return 2
-    except DelError as error:
-        if debug:
-            raise
-        _error(str(error))
-        return 2
-    except BrokenPipeError:  # `del eval … | head`: the reader left; not an error
-        sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silences the flush at exit
-        return 0
-    except SystemExit:
-        # click turns a closed stdout pipe into exit 1 after wrapping stdout; the reader
-        # leaving early is not a failure
-        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+    with terminated_on_sigterm():
+        try:
+            result = command.main(args=args, prog_name="del", standalone_mode=False)
+        except typer.TyperException as error:  # usage errors: unknown option, bad value, …
+            if type(error).__name__ == "NoArgsIsHelpError":  # `del` alone: help, printed
+                return 2
+            if debug:
+                _print_traceback()
+            context = getattr(error, "ctx", None)
+            where = context.command_path if context else "del"
+            _error(f"{_usage_message(error)} (see '{where} --help')")
+            return 2
+        except DelError as error:
+            if debug:
+                _print_traceback()
+            _error(str(error))
+            return 2
+        except BrokenPipeError:  # `del eval … | head`: the reader left; not an error
+            _silence_stdout()
             return 0
-        raise
-    except (KeyboardInterrupt, typer.Abort):
-        _error("interrupted")
-        return 130
-    except Exception as error:  # a bug in del: say so, in one line
-        if debug:
+        except SystemExit:
+            # click turns a closed stdout pipe into exit 1 after wrapping stdout; the reader
+            # leaving early is not a failure
+            if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+                return 0
             raise
-        _error(f"internal error: {type(error).__name__}: {error} (rerun with --debug)")
-        return 1
+        except Terminated:
+            _error("terminated")
+            return Terminated.exit_code
+        except (KeyboardInterrupt, typer.Abort):
+            _error("interrupted")
+            return 130
+        except OSError as error:  # the system refused: disk full, permission denied, …
+            if debug:
+                _print_traceback()
+            where = f" ({error.filename})" if error.filename else ""
+            _error(f"{error.strerror or error}{where}")
+            return 1
+        except Exception as error:  # a bug in del: say so, in one line
+            if debug:
+                _print_traceback()
+            _error(f"internal error: {type(error).__name__}: {error} (rerun with --debug)")
+            return 1
     return result if isinstance(result, int) else 0
+
+
+def _silence_stdout() -> None:
+    """Send what is still buffered for stdout to /dev/null, so the flush at exit is quiet."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
 
 
 def run() -> None:

@@ -17,13 +17,22 @@ class OutputFormat(str, enum.Enum):
     csv = "csv"
 
 
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # rich exits with 1 here; the reader leaving early (`| head`) is not a failure,
+        # and the CLI turns BrokenPipeError into exit 0 for every format alike
+        self.quiet = True
+        raise BrokenPipeError()
+
+
 def stdout_console() -> Console:
     # A pipe gets plain text wide enough that tables do not wrap.
-    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    return _StdoutConsole(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True)
+    # soft_wrap: one message is one line, whatever the width (`grep` on logs works)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def progress_bar(*, status: bool = False, transient: bool = True, console: Console | None = None):

@@ -306,6 +306,6 @@ def run_videos(
     if failures:
         summary += f"; {failures} failed (listed above)"
     note(summary)
-    if writer.path is not None:
+    if writer.target is not None:
         note(f"wrote {writer.path}")
     return failures

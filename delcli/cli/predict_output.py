@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import enum
 import gzip
@@ -9,7 +10,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from delcli.cli.output import note, stdout_console
 from delcli.errors import ConfigError
+from delcli.files import STDOUT, atomic_path
 
 if TYPE_CHECKING:
     from delcli.data.annotations import Annotations
@@ -128,7 +129,9 @@ class EventWriter:
 
     Table, JSON lines and CSV stream video by video; JSON and ActivityNet results are
     one document, written when the last video is done. A file goes to a temporary
-    name next to it and is renamed into place only when every video is done.
+    name next to it and is renamed into place only when every video is done
+    (`delcli.files.atomic_path`: a symlink's target is replaced, a device or FIFO is
+    written directly, an existing file keeps its mode); `-` is stdout.
     """
 
     def __init__(
@@ -136,21 +139,20 @@ class EventWriter:
     ) -> None:
         self.kind, self.path, self.threshold, self.weights = kind, path, threshold, weights
         self.stream: TextIO = sys.stdout
-        self.temporary: str | None = None
+        self.target: contextlib.AbstractContextManager | None = None  # atomic_path(path)
         self.files: list = []  # what to close, innermost first
         self.collected: list[VideoEvents] = []
 
     def __enter__(self) -> EventWriter:
-        if self.path is not None:
-            handle, self.temporary = tempfile.mkstemp(
-                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-            )
-            self.files = [os.fdopen(handle, "wb")]
+        if self.path is not None and str(self.path) != STDOUT:
+            self.target = atomic_path(self.path)
+            temporary = self.target.__enter__()
+            self.files = [open(temporary, "wb")]
             if self.path.suffix == ".gz":  # GzipFile leaves the file it wraps open
                 self.files.append(gzip.GzipFile(fileobj=self.files[0], mode="wb", mtime=0))
             self.stream = io.TextIOWrapper(self.files[-1], encoding="utf-8", newline="")
         if self.kind is PredictFormat.table:
-            self.console = stdout_console() if self.path is None else _file_console(self.stream)
+            self.console = stdout_console() if self.target is None else _file_console(self.stream)
         if self.kind is PredictFormat.csv:
             self.csv = csv.writer(self.stream, lineterminator="\n")
             self.csv.writerow(["video", "start", "end", "label", "score"])
@@ -183,17 +185,16 @@ class EventWriter:
                 json.dump(self._results_document(), self.stream)
                 self.stream.write("\n")
             self.stream.flush()
-        if self.temporary is None:
+        if self.target is None:
             return
         try:
             self.stream.close()
             for file in reversed(self.files):
                 file.close()
-            if error is None:
-                os.chmod(self.temporary, 0o644)
-                os.replace(self.temporary, self.path)
-        finally:
-            Path(self.temporary).unlink(missing_ok=True)
+        except BaseException as closing:  # e.g. the disk filled up on the last flush
+            self.target.__exit__(type(closing), closing, closing.__traceback__)
+            raise
+        self.target.__exit__(kind, error, traceback)  # in place, or removed after an error
 
     def _results_document(self) -> dict:
         from delcli import __version__

@@ -78,6 +78,8 @@ def train_command(
         None, "--max-steps", min=1, help="Stop after N optimizer steps (smoke tests)."
     ),
 ) -> None:
+    # a bad recipe or setting fails here, in a second, before torch is imported
+    _resolve_recipe(recipe, _with_epochs(overrides, epochs), out, resume)
     from delcli.train import distributed
 
     context = distributed.setup(device)
@@ -117,8 +119,7 @@ def _train(context, recipe_arg, overrides, features, annotations, out, resume, e
     from delcli.train.checkpoint import check_same_recipe
     from delcli.train.engine import fit, with_data_paths
 
-    overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
-    recipe = _resolve_recipe(recipe_arg, overrides, out, resume)
+    recipe = _resolve_recipe(recipe_arg, _with_epochs(overrides, epochs), out, resume)
     recipe = with_data_paths(recipe, features, annotations)
     run_dir = problem = None
     if context.is_main:  # one decision (the default name has a timestamp), shared
@@ -156,6 +157,10 @@ def _train(context, recipe_arg, overrides, features, annotations, out, resume, e
             progress.stop()
     if context.is_main:
         _print_result(result)
+
+
+def _with_epochs(overrides: list[str], epochs: int | None) -> list[str]:
+    return list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
 
 
 def _resolve_recipe(recipe_arg: str | None, overrides: list[str], out: Path | None, resume: bool):

@@ -151,7 +151,10 @@ def _build(
     labels: list,
     describe: Callable[[int], str],
 ) -> Predictions:
-    """Validate the columns and intern the labels."""
+    """Validate the columns and intern the labels.
+
+    A negative start is kept as given: real detectors emit them near a video's start and
+    the official scorer scores them unclamped (`score_loaded` notes how many)."""
     if len(video) == 0:
         raise DataError(f"{path}: holds no predictions")
     try:
@@ -164,7 +167,6 @@ def _build(
     problems = (
         (~np.isfinite(score), "a score that is not a finite number"),
         (~np.isfinite(segments).all(axis=1), "a non-finite segment boundary"),
-        (segments[:, 0] < 0, "a negative start time"),
         (segments[:, 1] < segments[:, 0], "a segment that ends before it starts"),
     )
     for bad, what in problems:

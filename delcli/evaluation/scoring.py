@@ -153,6 +153,12 @@ def score_loaded(
         "classes": len(result.classes),
         **aligned.counts,
     }
+    counts["negative_start"] = int((predictions.segments[:, 0] < 0).sum())
+    if counts["negative_start"]:
+        notes.append(
+            f"{counts['negative_start']} predictions start before 0 s "
+            "(scored as given, unclamped, as the official scorer does)"
+        )
     if counts["unknown_label"]:
         notes.append(f"ignored {counts['unknown_label']} predictions with unknown labels")
     per_class = np.bincount(annotations.labels, minlength=len(annotations.classes))

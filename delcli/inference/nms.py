@@ -18,46 +18,15 @@ one-candidate-at-a-time loops that the tests compare against.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import NamedTuple
 
 import torch
 
 from delcli.errors import ConfigError
 from delcli.inference.segments import segment_iou
+from delcli.recipe import DECAY_METHODS, DecayMethod, NMSConfig  # noqa: F401 - NMSConfig: here too
 
-DecayMethod = Literal["gaussian", "linear", "hard"]
 DecayWeight = Callable[[torch.Tensor], torch.Tensor]
-_METHODS = ", ".join(get_args(DecayMethod))
-
-
-@dataclass(frozen=True)
-class NMSConfig:
-    """Post-processing parameters; defaults are ActionFormer's THUMOS14 settings.
-
-    Pass to `batched_nms` as `batched_nms(segments, scores, class_ids, **asdict(config))`.
-    """
-
-    iou_threshold: float = 0.1
-    min_score: float = 0.001
-    max_seg_num: int | None = 200
-    use_soft_nms: bool = True
-    method: DecayMethod = "gaussian"
-    sigma: float = 0.5
-    multiclass: bool = True
-    voting_threshold: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.method not in get_args(DecayMethod):
-            raise ConfigError(f"nms.method={self.method!r}; allowed: {_METHODS}")
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise ConfigError(f"nms.iou_threshold={self.iou_threshold}; must lie in [0, 1]")
-        if self.sigma <= 0.0:
-            raise ConfigError(f"nms.sigma={self.sigma}; must be > 0")
-        if self.max_seg_num is not None and self.max_seg_num < 1:
-            raise ConfigError(f"nms.max_seg_num={self.max_seg_num}; must be >= 1 or None")
-        if self.voting_threshold is not None and not 0.0 <= self.voting_threshold <= 1.0:
-            raise ConfigError(f"nms.voting_threshold={self.voting_threshold}; must lie in [0, 1]")
 
 
 class Detections(NamedTuple):
@@ -86,7 +55,7 @@ def decay_weight(method: DecayMethod, iou_threshold: float, sigma: float) -> Dec
         return lambda iou: torch.where(iou >= iou_threshold, 1.0 - iou, torch.ones_like(iou))
     if method == "hard":
         return lambda iou: (iou < iou_threshold).to(iou.dtype)
-    raise ConfigError(f"nms method={method!r}; allowed: {_METHODS}")
+    raise ConfigError(f"nms method={method!r}; allowed: {DECAY_METHODS}")
 
 
 def _grouped_soft_nms(

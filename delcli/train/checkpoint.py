@@ -16,10 +16,11 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from delcli.errors import ConfigError, WeightsError
 from delcli.recipe import Recipe, load_recipe, recipe_to_dict
+from delcli.weights import write_safetensors
 
 CHECKPOINT = "checkpoint"
 _TEMPORARY = "checkpoint.tmp"
@@ -38,9 +39,9 @@ def save_checkpoint(
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
     try:
-        save_file(_plain(model_state), temporary / "model.safetensors")
+        write_safetensors(_plain(model_state), temporary / "model.safetensors")
         if ema_state is not None:
-            save_file(_plain(ema_state), temporary / "ema.safetensors")
+            write_safetensors(_plain(ema_state), temporary / "ema.safetensors")
         torch.save(state, temporary / "state.pt")
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

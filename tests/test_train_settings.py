@@ -1,0 +1,66 @@
+"""Training settings are checked before any work: one line naming the key, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from delcli.errors import ConfigError
+from delcli.recipe import load_recipe
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.batch_size=0"], "train.batch_size=0; must be >= 1"),
+        (["train.lr=nan"], "train.lr=nan; must be a finite number > 0"),
+        (["train.lr=-1"], "train.lr=-1.0; must be a finite number > 0"),
+        (["train.lr=0"], "train.lr=0.0; must be a finite number > 0"),
+        (["train.min_lr=inf"], "train.min_lr=inf; must be a finite number >= 0"),
+        (["train.weight_decay=-0.1"], "train.weight_decay=-0.1"),
+        (["train.clip_grad=nan"], "train.clip_grad=nan"),
+        (["train.ema_decay=1"], "train.ema_decay=1.0; must lie in [0, 1)"),
+        (["train.epochs=-1"], "train.epochs=-1; must be >= 0"),
+        (["train.num_workers=-2"], "train.num_workers=-2"),
+        (["train.precision=fp16"], "train.precision='fp16'; allowed: auto, bf16, fp32"),
+        (
+            ["train.epochs=0", "train.warmup_epochs=0"],
+            "train.epochs=0 and train.warmup_epochs=0: nothing to train",
+        ),
+    ],
+)
+def test_a_bad_training_setting_names_its_key(overrides, message):
+    with pytest.raises(ConfigError) as excinfo:
+        load_recipe("demo", overrides)
+    assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_every_zoo_recipe_passes_the_checks():
+    from delcli.recipe import zoo_names
+
+    for name in zoo_names():
+        load_recipe(name)
+
+
+PROBE = """
+import sys
+from delcli.cli.app import main
+code = main(sys.argv[1:])
+print("torch imported" if "torch" in sys.modules else "torch not imported", file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("setting", ["train.batch_size=0", "train.lrr=0.1"])
+def test_del_train_refuses_bad_settings_before_importing_torch(tmp_path, setting):
+    command = [sys.executable, "-c", PROBE, "train", "demo", "--set", setting]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    error, probe = done.stderr.splitlines()
+    assert error.startswith("del: error: ") and setting.split("=")[0] in error
+    assert probe == "torch not imported"
+    assert not (tmp_path / "run").exists()
