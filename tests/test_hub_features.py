@@ -396,3 +396,50 @@ def test_a_mert_configuration_with_extras_hubert_lacks_is_refused(tmp_path, mert
     (tmp_path / "config.json").write_text(json.dumps({**config, "feature_extractor_cqt": True}))
     with pytest.raises(WeightsError, match="feature_extractor_cqt"):
         get_extractor("mert", UNAV, weights=str(tmp_path))
+
+
+# -- the paper's Table 7 recipes --------------------------------------------------------------
+
+TABLE_7 = {  # recipe: (base recipe, tIoUs, the paper's DINOv2+MERT row, its average)
+    "thumos14-dinov2-mert": (
+        "thumos14",
+        [0.3, 0.4, 0.5, 0.6, 0.7],
+        [81.5, 79.1, 73.1, 70.8, 64.6],
+        73.3,
+    ),
+    "unav100-dinov2-mert": (
+        "unav100",
+        [0.5, 0.6, 0.7, 0.8, 0.9],
+        [55.0, 49.7, 44.1, 37.4, 28.4],
+        52.7,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_7))
+def test_table_7_recipes_train_on_dinov2_and_mert_outputs_of_the_documented_widths(name):
+    from delcli.recipe import load_recipe
+
+    base_name, tious, row, average = TABLE_7[name]
+    recipe, base = load_recipe(name), load_recipe(base_name)
+    assert [spec.name for spec in recipe.features.extractors] == ["dinov2", "mert"]
+    assert recipe.data.visual.files == ["{video}_dinov2.npy"]
+    assert recipe.data.audio.files == ["{video}_mert.npy"]
+    # DINOv2-B: CLS ‖ mean patch = 2 × 768; MERT-v1-95M: 768
+    assert (recipe.data.visual.dim, recipe.data.audio.dim) == (1536, 768)
+    assert (recipe.model.visual_dim, recipe.model.audio_dim) == (1536, 768)
+    assert (recipe.paper.table, recipe.paper.tious, recipe.paper.map) == ("Table 7", tious, row)
+    assert recipe.paper.average == average
+    same = ("benchmark", "classes", "fps", "stride", "window", "train_split", "test_split")
+    assert all(getattr(recipe.data, key) == getattr(base.data, key) for key in same)
+    assert recipe.train == base.train and recipe.inference == base.inference
+
+
+def test_del_zoo_list_shows_the_table_7_recipes(capsys):
+    code = cli_app.main(["zoo", "list", "--format", "json"])
+    listed = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert code == 0
+    for name in TABLE_7:
+        assert listed[name]["features"]["visual_dim"] == 1536
+        assert [e["name"] for e in listed[name]["features"]["extractors"]] == ["dinov2", "mert"]
+        assert listed[name]["paper"]["table"] == "Table 7"
