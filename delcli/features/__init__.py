@@ -47,6 +47,8 @@ _MODULES = {
     "basic": "delcli.features.basic",
     "vggish": "delcli.features.vggish",
     "i3d": "delcli.features.i3d",
+    "dinov2": "delcli.features.dinov2",  # needs the optional transformers (hub-features)
+    "mert": "delcli.features.mert",  # needs the optional transformers (hub-features)
 }
 
 

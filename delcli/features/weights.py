@@ -1,12 +1,14 @@
 """Extractor weights: a local safetensors file or a file in the Hugging Face cache.
 
 A spec is either a path (`vggish.safetensors`) or `hf://ORG/NAME/FILE[@REVISION]`
-(revision: a branch, tag or commit; default `main`). Hub files are looked up in
-the local cache only — `HF_HUB_CACHE`, else `HF_HOME`/hub, else the default —
-read when called, so a changed environment is honoured even after
-`huggingface_hub` was imported. Nothing is ever downloaded here, so a missing
-file fails at once instead of after the hub client's retries; the message says
-how to fetch it. Only safetensors is read, never a pickle.
+(revision: a branch, tag or commit; default `main`). Hub files come from the
+Hugging Face cache — `HF_HUB_CACHE`, else `HF_HOME`/hub, else the default, read
+when called — and, when they are not there, from the Hub (`HF_ENDPOINT`)
+unless `HF_HUB_OFFLINE` is set: `delcli.hub.download.fetch_repo_file`, which
+probes the endpoint first so that an unreachable Hub fails at once, and checks
+the file against the checksum the Hub announced. Offline, a missing file fails
+at once with a one-line message that says how to fetch it. Only safetensors is
+read, never a pickle.
 """
 
 from __future__ import annotations
@@ -61,24 +63,10 @@ def resolve_weights_file(spec: str) -> Path:
 
 
 def _from_hub_cache(spec: str) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+    from delcli.hub.download import fetch_repo_file
 
     repo, filename, revision = parse_hf_spec(spec)
-    cache = hub_cache_dir()
-    try:
-        found = hf_hub_download(
-            repo, filename, revision=revision, cache_dir=cache, local_files_only=True
-        )
-    except HFValidationError as error:
-        raise WeightsError(f"{spec}: {str(error).splitlines()[0]}") from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError):
-        where = str(cache) if cache else "the default cache"
-        fetch = f"hf download {repo} {filename}" + (f" --revision {revision}" if revision else "")
-        raise WeightsError(
-            f"{spec} is not in the Hugging Face cache ({where}; offline); download it with: {fetch}"
-        ) from None
-    return Path(found)
+    return fetch_repo_file(repo, filename, revision)
 
 
 def load_extractor_weights(spec: str) -> dict[str, Tensor]:

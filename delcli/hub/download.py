@@ -14,6 +14,11 @@
 3. the file's sha256 is checked (streamed) and its safetensors header read
    before anything loads it.
 
+`fetch_repo_file(repo, file, revision)` does the same for a file no manifest
+pins (a user's `hf://…` extractor weights, a bare repo id such as
+`facebook/dinov2-base`): the checksum it checks is the one the Hub announced
+for the file, which names the cached blob.
+
 A checksum mismatch is never used. When the cached blob's content differs
 from its own name (its etag, the sha256 the Hub announced) the blob is
 corrupt: it is moved to `<cache>/del-quarantine/` and every snapshot link to
@@ -28,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -42,6 +48,8 @@ PROBE_TIMEOUT = 3.0  # seconds for the endpoint to answer one HEAD request
 QUARANTINE = "del-quarantine"
 CHUNK = 1 << 20
 TRUE = {"1", "on", "yes", "true"}
+SHA256_NAME = re.compile(r"[0-9a-f]{64}")
+GIT_SHA1_NAME = re.compile(r"[0-9a-f]{40}")
 
 
 def offline() -> bool:
@@ -102,6 +110,63 @@ def fetch(
         path = _download(entry, allow_download, force, name)
     verify(path, entry)
     return path
+
+
+def fetch_repo_file(
+    repo: str, file: str, revision: str | None = None, *, allow_download: bool = True
+) -> Path:
+    """A file no manifest pins (a user's `hf://ORG/NAME/FILE[@REVISION]`, a bare repo id).
+
+    The same path as `fetch` — the cache first, then the Hub when allowed and
+    `HF_HUB_OFFLINE` is unset, after the fast probe — at `revision` (a commit,
+    branch or tag; None: `main`). Without a manifest sha256 the file is checked
+    against the checksum the Hub announced for it, which names its cached blob
+    (sha256 for LFS files, the git blob sha1 for small ones), and a `.safetensors`
+    file must have a safetensors header.
+    """
+    from huggingface_hub.errors import HFValidationError
+
+    entry = HubFile(repo=repo, file=file, revision=revision or "main")
+    try:
+        path = _from_cache(entry) or _download(entry, allow_download, False, None)
+    except HFValidationError as error:
+        raise WeightsError(f"{repo}/{file}: {_first_line(error)}") from None
+    verify_announced(path, entry)
+    return path
+
+
+def verify_announced(path: Path, entry: HubFile) -> None:
+    """`WeightsError` unless the cached file hashes to its blob's name (the Hub's
+    checksum) and, for `.safetensors`, has a safetensors header; a corrupt blob is
+    quarantined like a sha256 mismatch in `verify`."""
+    real = path.resolve()
+    announced = real.name if real.parent.name == "blobs" else ""
+    actual = None
+    if SHA256_NAME.fullmatch(announced):
+        actual = sha256_of(real)
+    elif GIT_SHA1_NAME.fullmatch(announced):
+        actual = git_blob_sha1(real)
+    if actual is not None and actual != announced:
+        moved = quarantine(path, entry, actual)
+        raise WeightsError(
+            f"{describe(entry)}: the cached file does not match the checksum the Hub "
+            f"announced ({announced[:12]}…, got {actual[:12]}…); not used; moved to {moved}"
+        )
+    if str(entry.file).endswith(".safetensors"):
+        problem = safetensors_problem(path)
+        if problem:
+            raise WeightsError(
+                f"{describe(entry)}: not a safetensors file ({problem}); del never loads pickle"
+            )
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git object id of a file's content (what the Hub announces for non-LFS files)."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _from_cache(entry: HubFile) -> Path | None:
