@@ -359,3 +359,25 @@ def _rich_table(report, per_class: bool, name: str | None = None):
     for row in rows:
         table.add_row(str(row[0]), *(f"{v:.2f}" for v in row[1:]))
     return table
+
+
+def print_model_evaluation(weights: str, device: str | None = None) -> int:
+    """What `del eval --weights WEIGHTS` prints (notes on stderr, the table on stdout);
+    its exit code."""
+    report, title, exit_code = _evaluate_model(
+        weights,
+        features=None,
+        annotations=None,
+        dataset=None,
+        split=None,
+        tious=None,
+        predictions_out=None,
+        external_scores=None,
+        batch_size=None,
+        device=device,
+        clean_ground_truth=False,
+    )
+    for line in report.notes:
+        note(line)
+    stdout_console().print(_rich_table(report, False, title))
+    return exit_code

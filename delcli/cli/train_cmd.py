@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from delcli.cli.output import progress_bar, stderr_console, stdout_console
+from delcli.cli.train_videos import VIDEOS_HELP
 from delcli.errors import ConfigError, DelError
 
 EXAMPLES = """
@@ -23,6 +24,8 @@ Examples:
   del train unav100 --features feats --max-steps 20 --device cpu   (smoke test)
 
   del train --resume --out runs/unav100-20250101-120000             (continue a run)
+
+  del train --videos clips/ --labels labels.csv --out runs/mine      (your own videos)
 
   torchrun --standalone --nproc_per_node=4 -m delcli.cli.app train unav100 --features feats
 """
@@ -42,7 +45,12 @@ def register(app: typer.Typer) -> None:
         "train",
         help="Train a model from a zoo recipe or a YAML config on pre-extracted features: "
         "AdamW + warmup/cosine, EMA, best-checkpoint selection by validation mAP, "
-        "resumable; DDP when launched with torchrun.\n\n" + EXAMPLES + "\n" + RUN_DIR_HELP,
+        "resumable; DDP when launched with torchrun.\n\n"
+        + VIDEOS_HELP
+        + "\n\n"
+        + EXAMPLES
+        + "\n"
+        + RUN_DIR_HELP,
     )(train_command)
 
 
@@ -77,7 +85,65 @@ def train_command(
     max_steps: int | None = typer.Option(
         None, "--max-steps", min=1, help="Stop after N optimizer steps (smoke tests)."
     ),
+    videos: Path | None = typer.Option(
+        None, "--videos", help="Your own videos: a folder of video files (with --labels)."
+    ),
+    list_file: Path | None = typer.Option(
+        None, "--list", help="Your own videos: a file of video paths, one a line (with --labels)."
+    ),
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="Labels of --videos/--list: CSV video,start,end,label[,split], "
+        "ActivityNet/ActionFormer JSON, or a folder of Audacity <video>.txt files.",
+    ),
+    extractors: list[str] = typer.Option(
+        [],
+        "--extractor",
+        "-e",
+        metavar="NAME",
+        help="With --videos: feature extractor(s) (basic, vggish, i3d; default basic).",
+    ),
+    extractor_weights: list[str] = typer.Option(
+        [],
+        "--extractor-weights",
+        metavar="NAME=SPEC",
+        help="With --videos: extractor weights, as del extract --weights.",
+    ),
+    split_ratios: str = typer.Option(
+        "0.8,0.1,0.1",
+        "--split-ratios",
+        help="With --videos, when the labels name no splits: train,validation,test shares.",
+    ),
+    split_seed: int = typer.Option(0, "--split-seed", help="With --videos: the split's seed."),
+    workers: int = typer.Option(
+        1, "--workers", "-j", min=1, help="With --videos: processes extracting features."
+    ),
 ) -> None:
+    if videos is not None or list_file is not None or labels is not None:
+        from delcli.cli.train_videos import train_own_videos
+
+        if annotations is not None:
+            raise ConfigError("--annotations does not apply with --videos/--labels")
+        train_own_videos(
+            videos,
+            list_file,
+            labels,
+            recipe,
+            overrides,
+            features,
+            out,
+            resume,
+            device,
+            epochs,
+            max_steps,
+            extractors,
+            extractor_weights,
+            split_ratios,
+            split_seed,
+            workers,
+        )
+        return
     # a bad recipe or setting fails here, in a second, before torch is imported
     _resolve_recipe(recipe, _with_epochs(overrides, epochs), out, resume)
     from delcli.train import distributed
