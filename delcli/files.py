@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 STDOUT = "-"  # as an output path: standard output
 
@@ -46,12 +48,30 @@ def atomic_path(path: Path | str) -> Iterator[str]:
             os.replace(temporary, target)
     except OSError as error:  # a full disk, say: name the file the user asked for
         Path(temporary).unlink(missing_ok=True)
-        if error.filename in (None, temporary):
+        if error.errno is not None and error.filename in (None, temporary):
             raise OSError(error.errno, error.strerror, str(path)) from error
         raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path | str, write: Callable[[BinaryIO], None]) -> None:
+    """`write(handle)` into `path` through `atomic_path` (its folder is created)."""
+    target = _regular_target(path)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        write(handle)
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    write_atomic(path, lambda handle: handle.write(data))
+
+
+def write_json_atomic(path: Path | str, data: Any) -> None:
+    """`data` as indented JSON (one space), with a final newline, atomically."""
+    write_bytes_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
 def _regular_target(path: Path | str) -> Path | None:

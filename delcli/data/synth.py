@@ -10,8 +10,6 @@ model in `synth_signal`, the statistics written beside them from `synth_stats`.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from delcli.data.synth_layout import VideoLayout, layouts_like, sample_layouts
 from delcli.data.synth_signal import ClassDesign, Design, make_design, synthesize_video
 from delcli.data.synth_stats import FPS, STRIDE, WINDOW, SynthStatistics, dataset_statistics
 from delcli.errors import ConfigError, DataError
+from delcli.files import write_atomic, write_json_atomic
 from delcli.settings import from_dict
 
 GENERATOR = "del-synth-1"
@@ -287,13 +286,4 @@ def remove_features(folder: Path) -> None:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        np.save(handle, array)
-    os.replace(temporary, path)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomic(path, lambda handle: np.save(handle, array))

@@ -1,7 +1,7 @@
 """Finished videos, and files that are never half-written.
 
 Nothing half-written survives: every array goes to a hidden temporary file in its
-folder (`.NAME.PID.tmp`) and is renamed into place. A video is *finished* when its
+folder (`delcli.files.atomic_path`) and is renamed into place. A video is *finished* when its
 marker `OUT/.del-extract/videos/{video}.json` lists every file of this run and those
 files exist; the marker is written (atomically) after the arrays, so a rerun skips
 finished videos and redoes the rest. Markers left without a features.json are
@@ -11,26 +11,14 @@ dropped (nothing says which settings made them).
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from delcli.extract.layout import STATE, OutputFile
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a hidden temporary file in the same folder, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+from delcli.files import write_atomic, write_json_atomic
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -39,11 +27,6 @@ def save_array(path: Path, array: np.ndarray) -> None:
         write_atomic(path, lambda handle: np.savez(handle, feats=array))
     else:
         write_atomic(path, lambda handle: np.save(handle, array, allow_pickle=False))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    text = (json.dumps(data, indent=1) + "\n").encode("utf-8")
-    write_atomic(path, lambda handle: handle.write(text))
 
 
 def marker_path(out: Path, video: str) -> Path:

@@ -28,9 +28,10 @@ from typing import Any
 
 from delcli.errors import ConfigError, DataError
 from delcli.extract.layout import LAYOUTS, METADATA, STATE, OutputFile
-from delcli.extract.markers import read_marker, write_json_atomic
+from delcli.extract.markers import read_marker
 from delcli.features import FeatureGrid
 from delcli.features.base import Extractor
+from delcli.files import write_json_atomic
 
 FORMAT = "del-features/1"
 _SECRET_WORDS = ("token", "secret", "password", "credential")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from delcli.data.synth_video.edge_cases import EDGE_CASES, write_edge_cases
-from delcli.data.synth_video.mp4 import write_json_atomic, write_video
+from delcli.data.synth_video.mp4 import write_video
 from delcli.data.synth_video.timeline import (
     CLASSES,
     GENERATOR,
@@ -23,6 +23,7 @@ from delcli.data.synth_video.timeline import (
     plan_videos,
 )
 from delcli.errors import ConfigError, DataError
+from delcli.files import write_json_atomic
 
 MANIFEST = "synth_video.json"
 

@@ -7,9 +7,7 @@ leaves no half-written file.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 
 from delcli.data.synth_video.render import Scene, render_audio
 from delcli.data.synth_video.timeline import SynthVideoConfig, VideoPlan
+from delcli.files import atomic_path
 
 
 def write_mp4(
@@ -89,22 +88,10 @@ def write_video(path: Path, plan: VideoPlan, config: SynthVideoConfig, **variant
     audio = (
         render_audio(plan, config.sample_rate, config.seed) if variant.get("audio", True) else None
     )
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         write_mp4(
-            temporary, scene, times, audio, config.sample_rate, config.fps,
+            Path(temporary), scene, times, audio, config.sample_rate, config.fps,
             rotation=variant.get("rotation", 0), faststart=variant.get("faststart", True),
         )  # fmt: skip
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    write_bytes_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
