@@ -8,11 +8,10 @@ import json
 import numpy as np
 import pytest
 import yaml
+from test_train import tiny_recipe_data, write_tiny_dataset
 
 from delcli.cli import train_cmd
 from delcli.cli.app import app, main
-
-from test_train import tiny_recipe_data, write_tiny_dataset
 
 
 @pytest.fixture(scope="module")
