@@ -438,11 +438,19 @@ def test_a_broken_video_is_reported_and_the_others_printed(capsys, media):
     assert {json.loads(line)["video"] for line in out.splitlines()} == {v.stem for v in good}
 
 
+def test_a_missing_path_or_a_folder_in_a_batch_is_skipped_like_a_broken_video(capsys, media):
+    good, missing = media.videos, media.root / "missing.mp4"
+    args = ["predict", good[0], missing, media.root, good[1], "-w", media.weights, "-f", "jsonl"]
+    code, out, err = run(capsys, *args)
+    assert code == 1
+    assert f"failed {missing}: no such file" in err and "is a directory" in err
+    assert "2 failed" in err
+    assert {json.loads(line)["video"] for line in out.splitlines()} == {v.stem for v in good}
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
-        (lambda m: ["predict", m.root / "missing.mp4", "-w", m.weights], "no such file"),
-        (lambda m: ["predict", m.root, "-w", m.weights], "is a directory"),
         (lambda m: ["predict", m.videos[0], "-w", "no-such-model"], "not a run directory"),
         (lambda m: ["predict", m.videos[0], "-w", m.root / "nope.safetensors"], "no such file"),
         (lambda m: ["predict", "-w", m.weights], "no videos"),

@@ -291,6 +291,11 @@ class ExtractProgress:
             self.console.print(
                 f"failed: {result.video}: {result.reason}", highlight=False, soft_wrap=True
             )
+        elif result.missing:
+            from delcli.features.pipeline import missing_stream_note
+
+            note_line = missing_stream_note(result.video, result.missing)
+            self.console.print(f"[dim]note:[/dim] {note_line}", highlight=False)
         if self.task is not None:
             status = result.video + (f" · {self.failed} failed" if self.failed else "")
             self.bar.update(self.task, advance=1, status=status)

@@ -186,8 +186,8 @@ def demo_inputs(
 
 
 def gather_videos(arguments: list[str], list_file: Path | None) -> list[Path]:
-    """The videos to process, in order, once each; `ConfigError` for a path that is not a
-    file or for two files with the same id (name without extension)."""
+    """The videos to process, in order, once each; `ConfigError` for two files with the
+    same id (name without extension)."""
     listed: list[str] = []
     stdin_read = False
 
@@ -218,11 +218,7 @@ def gather_videos(arguments: list[str], list_file: Path | None) -> list[Path]:
     ids: dict[str, Path] = {}
     seen: set[Path] = set()
     for text in listed:
-        path = Path(text).expanduser()
-        if path.is_dir():
-            raise ConfigError(f"{path}: is a directory; give video files (e.g. {path}/*.mp4)")
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such file")
+        path = Path(text).expanduser()  # a missing one fails (reported) like a broken one
         if path.resolve() in seen:
             continue
         seen.add(path.resolve())
@@ -271,6 +267,8 @@ def run_videos(
     """Predict, write (and `draw`) every video; returns how many failed, each reported."""
     from rich.markup import escape
 
+    from delcli.features.pipeline import missing_stream_note
+
     console = stderr_console()
     failures = 0
     done_seconds = extract_seconds = model_seconds = 0.0
@@ -286,6 +284,9 @@ def run_videos(
                 message = str(error) if str(path) in str(error) else f"{path}: {error}"
                 console.print(f"[red]failed[/red] {escape(message)}", highlight=False)
             else:
+                if result.missing_streams:
+                    line = missing_stream_note(str(path), result.missing_streams)
+                    console.print(f"[dim]note:[/dim] {escape(line)}", highlight=False)
                 writer.write(result)  # an unwritable output stops the run
                 done_seconds += result.duration
                 extract_seconds += result.extract_seconds

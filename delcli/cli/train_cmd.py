@@ -12,7 +12,7 @@ import typer
 
 from delcli.cli.output import progress_bar, stderr_console, stdout_console
 from delcli.cli.train_videos import VIDEOS_HELP
-from delcli.errors import ConfigError, DelError
+from delcli.errors import ConfigError, DelError, Terminated
 
 EXAMPLES = """
 Examples:
@@ -166,6 +166,7 @@ def train_command(
         code = done.exit_code
     except BaseException as error:  # one line per failing process, then exit
         code = 130 if isinstance(error, KeyboardInterrupt) else 1
+        code = Terminated.exit_code if isinstance(error, Terminated) else code
         _report(f"rank {context.rank}: {type(error).__name__}: {error}", debug or code == 1)
     if code == 0:
         distributed.teardown(context)

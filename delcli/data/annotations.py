@@ -34,6 +34,10 @@ def canonical_split(name: str) -> str:
     return _SPLIT_ALIASES.get(key, key)
 
 
+class UnknownSplit(DataError):
+    """The annotations hold no video of the split asked for."""
+
+
 @dataclass(frozen=True)
 class Annotations:
     """Videos and their labelled events.
@@ -94,7 +98,7 @@ class Annotations:
         keep = np.array([s == wanted for s in self.subsets], dtype=bool)
         if not keep.any():
             available = ", ".join(self.split_names()) or "none"
-            raise DataError(
+            raise UnknownSplit(
                 f"{self.source}: no videos in split '{split}' (splits here: {available})"
             )
         return self._subset_videos(keep)

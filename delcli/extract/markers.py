@@ -52,9 +52,15 @@ def is_finished(out: Path, video: str, files: Sequence[OutputFile]) -> bool:
 
 
 def write_marker(
-    out: Path, video: str, files: Sequence[OutputFile], length: int, duration: float
+    out: Path,
+    video: str,
+    files: Sequence[OutputFile],
+    length: int,
+    duration: float,
+    missing: Sequence[str] = (),
 ) -> None:
-    """The video's marker: this run's files plus earlier runs' that are still there."""
+    """The video's marker: this run's files plus earlier runs' that are still there, and
+    the modalities the file lacks (`missing_streams`: their features are zeros)."""
     marker = marker_path(out, video)
     before = read_marker(marker)
     kept = {
@@ -65,4 +71,5 @@ def write_marker(
     kept.update({f.pattern: list(f.outputs) for f in files})
     names = list(dict.fromkeys(name for outputs in kept.values() for name in outputs))
     record = {"files": kept, "outputs": names, "length": length, "duration": duration}
+    record["missing_streams"] = list(missing)
     write_json_atomic(marker, record)

@@ -1,16 +1,16 @@
 """The folder's metadata, kept right by every process that writes it.
 
-`OUT/features.json` describes the folder: extractors (names, versions, options,
-weights specs), the grid (fps, stride, window and, in seconds, step i of a video at
-`offset_seconds + i·step_seconds`), outputs (dims, modality), the files and naming,
-and every finished video's length and duration. It is written only under an
-exclusive lock (`OUT/.del-extract/lock`, flock): each process records its settings
-when it starts (refusing settings that contradict the folder's) and, when it ends or
-is interrupted, rebuilds the video list from all markers. Markers are the per-video
-truth, so the process that finishes last (shard, torchrun rank) writes the whole
-list, and a rerun repairs a list cut short by a kill. Without flock (Windows) the
-list may miss the videos of a process that finished at the same instant until the
-next run.
+`OUT/features.json` describes the folder: extractors (names, versions, options, weights
+specs), the grid (fps, stride, window and, in seconds, step i of a video at
+`offset_seconds + i·step_seconds`), outputs (dims, modality), the files and naming, and
+every finished video's length, duration and `missing_streams` (the modalities its file
+lacks, e.g. ["audio"] for a silent video: those features are zeros). It is written only
+under an exclusive lock (`OUT/.del-extract/lock`, flock): each process records its
+settings when it starts (refusing settings that contradict the folder's) and, when it
+ends or is interrupted, rebuilds the video list from all markers. Markers are the
+per-video truth, so the process that finishes last (shard, torchrun rank) writes the whole
+list, and a rerun repairs a list cut short by a kill. Without flock (Windows) the list
+may miss the videos of a process that finished at the same instant until the next run.
 
 A folder keeps one grid and naming; another extractor with new outputs may be added
 to it later, but the same output from other settings (version, options, weights) is
@@ -216,6 +216,7 @@ def merge_videos(out: Path) -> dict[str, Any]:
                     "length": record["length"],
                     "duration": record["duration"],
                     "outputs": record["outputs"],
+                    "missing_streams": record.get("missing_streams", []),
                 }
         metadata["videos"] = videos
         write_json_atomic(out / METADATA, metadata)

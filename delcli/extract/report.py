@@ -19,6 +19,7 @@ class VideoResult:
     duration: float | None = None  # seconds
     reason: str | None = None  # why it failed
     seconds: float = 0.0  # wall time spent on it
+    missing: tuple[str, ...] = ()  # modalities the file lacks: their features are zeros
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from delcli.extract.metadata import claim_folder, folder_settings, merge_videos
 from delcli.extract.report import ExtractEvent, ExtractReport, VideoResult
 from delcli.features import FeatureGrid, get_extractor
 from delcli.features.base import Extractor
-from delcli.features.pipeline import extract_video, output_streams
+from delcli.features.pipeline import extract_video, missing_streams, output_streams
 
 if TYPE_CHECKING:
     from delcli.recipe import Recipe
@@ -56,19 +56,22 @@ def process_video(
 
         info = probe(path)
         outputs = extract_video(path, extractors, info)
+        missing = missing_streams(info, extractors)
         for file in files:
             parts = [outputs[name] for name in file.outputs]
             save_array(
                 file.path(out, video), parts[0] if len(parts) == 1 else np.concatenate(parts, 1)
             )
         length = next(iter(outputs.values())).shape[0]
-        write_marker(out, video, files, length, float(info.duration))
+        write_marker(out, video, files, length, float(info.duration), missing)
     except DataError as error:
         return _failed(video, path, str(error), start)
     except Exception as error:  # a bug or a resource failure on this video: the rest go on
         return _failed(video, path, f"internal error: {type(error).__name__}: {error}", start)
     seconds = time.perf_counter() - start
-    return VideoResult(video, str(path), "done", length, float(info.duration), seconds=seconds)
+    return VideoResult(
+        video, str(path), "done", length, float(info.duration), seconds=seconds, missing=missing
+    )
 
 
 def _failed(video: str, path: Path, reason: str, start: float) -> VideoResult:

@@ -208,6 +208,19 @@ def extract_video(
     return outputs
 
 
+def missing_streams(info: MediaInfo, extractors: Sequence[Extractor]) -> tuple[str, ...]:
+    """The modalities ("visual", "audio") the extractors read but the file lacks (an
+    audio-only or a silent video): their features are all zeros."""
+    present = {"visual": info.video is not None, "audio": info.audio is not None}
+    wanted = dict.fromkeys(output.modality for output in output_streams(extractors))
+    return tuple(modality for modality in wanted if not present.get(modality, True))
+
+
+def missing_stream_note(video: str, missing: Sequence[str]) -> str:
+    names = " and ".join("video" if m == "visual" else m for m in missing)
+    return f"{video} has no {names} stream: its {' and '.join(missing)} features are zeros"
+
+
 def _checked(array: Any, output: StreamOutput, num_steps: int, path: str | Path) -> np.ndarray:
     if array is None:
         raise DataError(f"{path}: the extractor of '{output.name}' returned no such output")

@@ -75,6 +75,7 @@ class VideoEvents:
     extract_seconds: float = 0.0  # probe + decode + feature extraction
     model_seconds: float = 0.0  # network, decoding of the heads, NMS
     windows: int = 1  # forward-pass windows the video took
+    missing_streams: tuple[str, ...] = ()  # modalities the file lacks (zero features)
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,7 @@ def predict_video(
     Raises:
         MediaError: the file does not decode.
     """
-    from delcli.features.pipeline import extract_video, model_inputs
+    from delcli.features.pipeline import extract_video, missing_streams, model_inputs
     from delcli.io import probe
 
     started = time.perf_counter()
@@ -305,4 +306,5 @@ def predict_video(
         extract_seconds=extracted - started,
         model_seconds=time.perf_counter() - extracted,
         windows=windows,
+        missing_streams=missing_streams(info, extractors),
     )

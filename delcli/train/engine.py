@@ -43,7 +43,12 @@ from delcli.train.metrics import MetricsLog, RunningMeans
 from delcli.train.normalization import fit_input_normalization
 from delcli.train.optim import make_optimizer, make_schedule
 from delcli.train.seeding import epoch_permutation, restore_rng_state, rng_state, seed_everything
-from delcli.train.validation import ValidationSet, build_datasets, evaluate_results
+from delcli.train.validation import (
+    DatasetNotes,
+    ValidationSet,
+    build_datasets,
+    evaluate_results,
+)
 
 Event = dict
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -144,6 +149,7 @@ class _Loop:
         self.best_epoch: int | None = None
         self.best_maps: dict[str, float] = {}
         self.metrics: MetricsLog | None = None  # opened once the run directory exists
+        self.dataset_notes = DatasetNotes()
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -194,8 +200,7 @@ class _Loop:
         for message in (note, normalization_note):
             if message:
                 self._emit({"event": "note", "message": message})
-        for video_id, reason in getattr(self.train_set, "problems", [])[:5]:
-            self._emit({"event": "note", "message": f"skipped training video {video_id}: {reason}"})
+        self._report_datasets()
         self._emit(
             {
                 "event": "start" if not resumed else "resume",
@@ -211,6 +216,11 @@ class _Loop:
                 "device": str(self.device),
             }
         )
+
+    def _report_datasets(self) -> None:
+        validation = self.validation.dataset if self.validation is not None else None
+        for message in self.dataset_notes.fresh(training=self.train_set, validation=validation):
+            self._emit({"event": "note", "message": message})
 
     def _pin_classes(self, recipe: Recipe) -> Recipe:
         """A recipe that leaves `data.classes` open takes the training data's class list
@@ -366,6 +376,7 @@ class _Loop:
         improved = False
         if self.validation is not None and due:
             improved = self._validate()
+        self._report_datasets()  # warnings of files first read during the epoch
         if self.context.is_main:
             self._save(best=improved or self.validation is None)
             self._emit({"event": "saved", "epoch": self.epoch, "step": self.step})

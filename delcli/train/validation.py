@@ -14,7 +14,6 @@ import numpy as np
 from torch import nn
 
 from delcli.data.benchmarks import evaluation_protocol
-from delcli.errors import DataError
 from delcli.evaluation.detection_map import align_predictions, detection_map
 from delcli.evaluation.predictions import results_to_predictions
 from delcli.recipe import Recipe
@@ -24,6 +23,7 @@ from delcli.train import distributed
 def build_datasets(recipe: Recipe, features: Path | None, annotations: Path | None):
     """The training dataset, and the validation set (None when the split is absent or empty)
     with a note saying why."""
+    from delcli.data.annotations import UnknownSplit
     from delcli.data.dataset import FeatureDataset
 
     data = recipe.data
@@ -32,9 +32,9 @@ def build_datasets(recipe: Recipe, features: Path | None, annotations: Path | No
     fallback = "; best.safetensors follows the last epoch"
     if data.val_split is None:
         return train, None, f"no validation split in the recipe{fallback}"
-    try:
+    try:  # missing or unreadable features stop the run, as in the training split
         val = FeatureDataset(data, recipe.model, data.val_split, training=False, **common)
-    except DataError as error:
+    except UnknownSplit as error:
         return train, None, f"no validation ({error}){fallback}"
     if recipe.model.num_classes == 1 and len(val.classes) > 1:
         return train, None, f"a class-agnostic model needs external class scores{fallback}"
@@ -42,6 +42,34 @@ def build_datasets(recipe: Recipe, features: Path | None, annotations: Path | No
         what = "no videos" if len(val) == 0 else "no events"
         return train, None, f"validation split '{data.val_split}' has {what}{fallback}"
     return train, val, None
+
+
+class DatasetNotes:
+    """What the datasets changed or left out (videos skipped with `data.skip_missing`,
+    streams interpolated, events clipped or dropped) as notes, each shown once; at most
+    `limit` at a time per split, then a count."""
+
+    def __init__(self, limit: int = 10) -> None:
+        self.limit = limit
+        self.shown: dict[str, int] = {}  # split → warnings already shown
+
+    def fresh(self, **datasets) -> list[str]:
+        notes = []
+        for split, dataset in datasets.items():
+            if dataset is None:
+                continue
+            if split not in self.shown:
+                problems = getattr(dataset, "problems", [])
+                notes += [f"skipped {split} video {v}: {why}" for v, why in problems[: self.limit]]
+                if len(problems) > self.limit:
+                    notes.append(f"skipped {len(problems)} {split} videos in all")
+            warnings = getattr(dataset, "warnings", [])
+            new = warnings[self.shown.get(split, 0) :]
+            notes += [f"{split} data: {warning}" for warning in new[: self.limit]]
+            if len(new) > self.limit:
+                notes.append(f"{split} data: {len(new) - self.limit} more notes like these")
+            self.shown[split] = len(warnings)
+        return notes
 
 
 class ValidationSet:
