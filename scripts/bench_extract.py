@@ -97,6 +97,7 @@ def main() -> None:
             )  # fmt: skip
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         result = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+        print(json.dumps({"extractor": name, **result}), file=sys.stderr, flush=True)
         shapes = ", ".join(f"{k} {t}×{d}" for k, (t, d) in result["shapes"].items())
         table.add_row(
             name, shapes, f"{result['build']:.1f}", f"{result['seconds']:.1f}",

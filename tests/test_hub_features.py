@@ -471,3 +471,21 @@ def test_a_pickled_checkpoint_converts_to_the_folder_the_extractor_reads(tmp_pat
     converted = get_extractor("mert", UNAV, weights=str(out)).embed_waveform(waveform, 4)
     original = get_extractor("mert", UNAV, weights=str(mert_folder)).embed_waveform(waveform, 4)
     np.testing.assert_array_equal(converted, original)
+
+
+def test_del_extract_downloads_hf_vggish_weights_when_online(local_hub, clip, tmp_path, capsys):
+    from safetensors.torch import save
+
+    from delcli.features.vggish import VGGish
+
+    torch.manual_seed(0)  # float16 halves the 288 MB of float32 VGGish; loading casts it back
+    state = {k: v.half() for k, v in VGGish().state_dict().items()}
+    local_hub.add("org/vggish", {"vggish.safetensors": save(state)}, COMMIT)
+    out = tmp_path / "feats"
+    code, _, err = run(
+        capsys, "extract", str(clip), "--extractor", "vggish", "--grid", "unav100",
+        "--weights", "vggish=hf://org/vggish/vggish.safetensors", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert local_hub.downloads() == ["/org/vggish/resolve/main/vggish.safetensors"]
+    assert np.load(out / "clip_vggish.npy").shape == (4, 128)
