@@ -443,3 +443,49 @@ def test_del_zoo_list_shows_the_table_7_recipes(capsys):
         assert listed[name]["features"]["visual_dim"] == 1536
         assert [e["name"] for e in listed[name]["features"]["extractors"]] == ["dinov2", "mert"]
         assert listed[name]["paper"]["table"] == "Table 7"
+
+
+def test_a_pickled_checkpoint_converts_to_the_folder_the_extractor_reads(tmp_path, mert_folder):
+    import importlib.util
+
+    from safetensors.torch import load_file
+
+    script = Path(__file__).parent.parent / "scripts" / "convert_hub_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("convert_hub_checkpoint", script)
+    converter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(converter)
+
+    downloaded = tmp_path / "dl"
+    downloaded.mkdir()
+    (downloaded / "config.json").write_bytes((mert_folder / "config.json").read_bytes())
+    torch.save(load_file(mert_folder / "model.safetensors"), downloaded / "pytorch_model.bin")
+    with pytest.raises(WeightsError, match=r"convert_hub_checkpoint\.py"):
+        get_extractor("mert", UNAV, weights=str(downloaded))
+
+    out = tmp_path / "mert"
+    code = converter.main(
+        [str(downloaded / "pytorch_model.bin"), "-o", str(out), "--check", "mert"]
+    )
+    assert code == 0
+    waveform = np.random.default_rng(1).standard_normal(48000).astype(np.float32)
+    converted = get_extractor("mert", UNAV, weights=str(out)).embed_waveform(waveform, 4)
+    original = get_extractor("mert", UNAV, weights=str(mert_folder)).embed_waveform(waveform, 4)
+    np.testing.assert_array_equal(converted, original)
+
+
+def test_del_extract_downloads_hf_vggish_weights_when_online(local_hub, clip, tmp_path, capsys):
+    from safetensors.torch import save
+
+    from delcli.features.vggish import VGGish
+
+    torch.manual_seed(0)  # float16 halves the 288 MB of float32 VGGish; loading casts it back
+    state = {k: v.half() for k, v in VGGish().state_dict().items()}
+    local_hub.add("org/vggish", {"vggish.safetensors": save(state)}, COMMIT)
+    out = tmp_path / "feats"
+    code, _, err = run(
+        capsys, "extract", str(clip), "--extractor", "vggish", "--grid", "unav100",
+        "--weights", "vggish=hf://org/vggish/vggish.safetensors", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert local_hub.downloads() == ["/org/vggish/resolve/main/vggish.safetensors"]
+    assert np.load(out / "clip_vggish.npy").shape == (4, 128)

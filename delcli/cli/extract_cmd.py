@@ -14,7 +14,7 @@ from delcli.errors import ConfigError
 
 HELP = """Decode videos and write their feature arrays into OUT, in the layout that del train and del eval read, with OUT/features.json describing the grid, the extractors and every video's length.
 
-Which features: a recipe's (--recipe: its extractors and grid; --extractor then picks some of them), or extractors by name (--extractor, repeatable) on a --grid (unav100 = 25 fps, stride 8, window 24; thumos14; epic100; basic = 12.5:4:8; or FPS:STRIDE:WINDOW). basic is weight-free and fast; i3d and vggish need converted weights (--weights).
+Which features: a recipe's (--recipe: its extractors and grid; --extractor then picks some of them), or extractors by name (--extractor, repeatable) on a --grid (unav100 = 25 fps, stride 8, window 24; thumos14; epic100; basic = 12.5:4:8; or FPS:STRIDE:WINDOW). basic is weight-free and fast; i3d and vggish need converted weights (--weights); dinov2 and mert read the models their authors publish on the Hugging Face Hub (--weights dinov2=facebook/dinov2-base, mert=m-a-p/MERT-v1-95M; downloaded when online; pip install 'del-av[hub-features]').
 
 Layouts (--naming): unav writes OUT/VIDEO_OUTPUT.npy (UnAV-100: VIDEO_rgb.npy, VIDEO_flow.npy, VIDEO_vggish.npy); actionformer writes OUT/OUTPUT/VIDEO.npy; recipe (the default with --recipe) writes the files the recipe reads, so del train RECIPE --features OUT works as is. A video's id is its file name without the extension.
 
@@ -70,7 +70,8 @@ def extract_command(
         [],
         "--weights",
         metavar="NAME=SPEC",
-        help="Extractor weights: a safetensors path or hf://ORG/NAME/FILE[@REV]; "
+        help="Extractor weights: a safetensors path or hf://ORG/NAME/FILE[@REV]; dinov2 and "
+        "mert take a model folder, hf://ORG/NAME[@REV] or a repo id ORG/NAME; "
         "i3d takes i3d=FILE_{stream}.safetensors or i3d.rgb=… i3d.flow=… (repeat).",
     ),
     options: list[str] = typer.Option(
