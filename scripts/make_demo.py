@@ -99,7 +99,8 @@ def main() -> None:
     atomic_copy(run_dir / "best.safetensors", PACKAGE / "demo.safetensors")
     record_in_manifest(PACKAGE / "demo.safetensors")
     atomic_copy(work / "videos" / f"{chosen}.mp4", PACKAGE / "demo.mp4")
-    truth = {"version": "del demo", "database": {"demo": database[chosen]}}
+    classes = json.loads(annotations.read_text())["classes"]
+    truth = {"version": "del demo", "classes": classes, "database": {"demo": database[chosen]}}
     (PACKAGE / "demo_annotations.json").write_text(json.dumps(truth, indent=1) + "\n")
     minutes = (time.perf_counter() - started) / 60
     maps = ", ".join(f"{t}: {100 * m:.1f}" for t, m in report["map"].items())

@@ -36,6 +36,8 @@ Examples:
 
   del eval -g annotations.json -s validation -p results.json --tiou 0.3:0.7:0.1
 
+  del predict clip.mp4 -w runs/mine -f anet | del eval -g runs/mine/annotations.json -s test -p -
+
   del eval --weights runs/unav100 --features data/unav100 --predictions-out test.json
 
   del eval --weights runs/anet13/best.safetensors --features data/anet \\
@@ -59,8 +61,9 @@ def eval_command(
         None,
         "--predictions",
         "-p",
-        help="ActivityNet results JSON ({'results': {video: [{label, score, segment}]}}) "
-        "or CSV with columns video,start,end,label,score; .gz accepted.",
+        help="ActivityNet results JSON ({'results': {video: [{label, score, segment}]}}), "
+        "ActionFormer's results JSON (video-id, t-start, t-end, label, score lists) "
+        "or CSV with columns video,start,end,label,score; .gz accepted; '-' reads stdin.",
     ),
     weights: str | None = typer.Option(
         None,
@@ -178,7 +181,7 @@ def eval_command(
         from delcli.evaluation.scoring import score_predictions
 
         report = score_predictions(
-            predictions,
+            _stdin_predictions() if str(predictions) == "-" else predictions,
             ground_truth=ground_truth,
             dataset=dataset,
             split=split,
@@ -381,3 +384,12 @@ def print_model_evaluation(weights: str, device: str | None = None) -> int:
         note(line)
     stdout_console().print(_rich_table(report, False, title))
     return exit_code
+
+
+def _stdin_predictions():
+    """`-p -`: the detections piped in (JSON or CSV, told from the content)."""
+    import sys
+
+    from delcli.evaluation.predictions import read_predictions
+
+    return read_predictions("<stdin>", text=sys.stdin.read())

@@ -26,7 +26,14 @@ import typer
 
 from delcli.cli.backend import BACKEND_HELP, Backend
 from delcli.cli.output import note, progress_bar, stderr_console
-from delcli.cli.predict_output import EventWriter, PredictFormat, check_plot, plotter
+from delcli.cli.predict_output import (
+    PER_VIDEO,
+    EventWriter,
+    PredictFormat,
+    check_plot,
+    per_video_folder,
+    plotter,
+)
 from delcli.errors import ConfigError, DataError, WeightsError
 
 if TYPE_CHECKING:
@@ -49,6 +56,10 @@ Examples:
   del predict match.mp4 --weights runs/unav100 --plot match.png --annotations gt.json
 
   del predict --list videos.txt --format anet --output results.json --plot plots/
+
+  del predict match.mp4 --weights runs/mine --format srt --output match.srt
+
+  del predict clips/*.mp4 --format audacity --output labels/   (one <video>.txt each)
 
   del predict video.mp4 --backend onnxruntime --weights demo.onnx   (see del export)
 """
@@ -87,7 +98,9 @@ def predict_command(
         "-f",
         help="table (per video: start, end, duration, label, score); json (a list of videos "
         "with their events); jsonl (one line per event); csv (video,start,end,label,score); "
-        "anet (ActivityNet results JSON, as del eval reads).",
+        "anet (ActivityNet results JSON, as del eval reads); srt or vtt (subtitles: "
+        "overlapping events merged in one cue, label and score); audacity (a label track). "
+        "srt, vtt and audacity: one file per video (--output DIR for several).",
     ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write there (atomically; .gz compresses), not stdout."
@@ -135,6 +148,7 @@ def predict_command(
         videos, annotations = demo_inputs(videos, list_file, annotations, plot is not None)
     paths = gather_videos(videos or [], list_file)
     plot_target = check_plot(plot, annotations, len(paths))
+    per_video_folder(output_format, output, len(paths))
     if output is not None and not output.parent.is_dir():
         raise ConfigError(f"--output {output}: folder {output.parent} does not exist")
     ground_truth = None
@@ -148,7 +162,8 @@ def predict_command(
     device = resolve_device(device)
     model, recipe, extractors = load_predictor(weights, str(device), backend)
     readable = threshold if threshold is not None else READABLE_THRESHOLD
-    shown = readable if output_format is PredictFormat.table else threshold
+    people = output_format is PredictFormat.table or output_format in PER_VIDEO
+    shown = readable if people else threshold
     draw = None
     if plot_target is not None:
         draw = plotter(plot_target, ground_truth, readable, class_names(recipe))

@@ -30,6 +30,29 @@ class PredictFormat(str, enum.Enum):
     jsonl = "jsonl"
     csv = "csv"
     anet = "anet"
+    srt = "srt"
+    vtt = "vtt"
+    audacity = "audacity"
+
+
+# Formats for people who watch videos: one file per video (delcli.inference.captions).
+PER_VIDEO = {PredictFormat.srt: ".srt", PredictFormat.vtt: ".vtt", PredictFormat.audacity: ".txt"}
+
+
+def per_video_folder(kind: PredictFormat, output: Path | None, count: int) -> bool:
+    """Whether `--output` is a folder of one file per video (srt, vtt, audacity); checked
+    before any work: several videos in these formats need one."""
+    if kind not in PER_VIDEO:
+        return False
+    folder = output is not None and (output.is_dir() or not output.suffix)
+    if count > 1 and not folder:
+        raise ConfigError(
+            f"--format {kind.value} writes one file per video: give --output DIR for "
+            f"{count} videos (one <video>{PER_VIDEO[kind]} each)"
+        )
+    if folder:
+        output.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def above(result: VideoEvents, threshold: float | None) -> VideoEvents:
@@ -142,9 +165,10 @@ class EventWriter:
         self.target: contextlib.AbstractContextManager | None = None  # atomic_path(path)
         self.files: list = []  # what to close, innermost first
         self.collected: list[VideoEvents] = []
+        self.folder = kind in PER_VIDEO and path is not None and path.is_dir()
 
     def __enter__(self) -> EventWriter:
-        if self.path is not None and str(self.path) != STDOUT:
+        if self.path is not None and str(self.path) != STDOUT and not self.folder:
             self.target = atomic_path(self.path)
             temporary = self.target.__enter__()
             self.files = [open(temporary, "wb")]
@@ -160,6 +184,9 @@ class EventWriter:
 
     def write(self, result: VideoEvents) -> None:
         result = above(result, self.threshold)
+        if self.kind in PER_VIDEO:
+            self._write_captions(result)
+            return
         if self.kind is PredictFormat.table:
             self.console.print(_table(result, self.threshold))
         elif self.kind is PredictFormat.jsonl:
@@ -195,6 +222,23 @@ class EventWriter:
             self.target.__exit__(type(closing), closing, closing.__traceback__)
             raise
         self.target.__exit__(kind, error, traceback)  # in place, or removed after an error
+
+    def _write_captions(self, result: VideoEvents) -> None:
+        from delcli.inference.captions import render_audacity, render_srt, render_vtt
+
+        if self.kind is PredictFormat.srt:
+            text = render_srt(result.events)
+        elif self.kind is PredictFormat.vtt:
+            text = render_vtt(result.events, title=result.video_id)
+        else:
+            text = render_audacity(result.events)
+        if not self.folder:
+            self.stream.write(text)
+            self.stream.flush()
+            return
+        target = self.path / f"{result.video_id}{PER_VIDEO[self.kind]}"
+        with atomic_path(target) as temporary:
+            Path(temporary).write_text(text, encoding="utf-8")
 
     def _results_document(self) -> dict:
         from delcli import __version__

@@ -2,7 +2,8 @@
 
 Formats (detected from the file, see `read_annotations`):
 - ActivityNet / ActionFormer / UnAV JSON: `{"database": {vid: {"subset",
-  "duration", "annotations": [{"segment": [s, e], "label", "label_id"?}]}}}`;
+  "duration", "annotations": [{"segment": [s, e], "label", "label_id"?}]}}}`, with
+  the class list as `classes` (del's files) or ActivityNet's `taxonomy` when present;
 - BSN's ActivityNet JSON (`anet_anno_action.json`: `{vid: {"duration_second",
   "annotations"}}`) with `video_info_new.csv` (subsets) and `action_name.csv`
   (class order) beside it;
@@ -140,8 +141,29 @@ def _classes_from_ids(ids: dict[str, set[int]]) -> list[str] | None:
     return [by_id[i] for i in range(len(by_id))]
 
 
+def declared_classes(data: object) -> list[str] | None:
+    """The class list an annotation JSON carries: `classes` (a list of names) or
+    ActivityNet's `taxonomy` (its leaf nodes); None when it carries neither."""
+    if not isinstance(data, dict):
+        return None
+    classes = data.get("classes")
+    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+        return list(classes)
+    taxonomy = data.get("taxonomy")
+    if isinstance(taxonomy, list) and taxonomy:
+        nodes = [n for n in taxonomy if isinstance(n, dict) and "nodeName" in n]
+        parents = {n.get("parentName") for n in nodes}
+        leaves = [str(n["nodeName"]) for n in nodes if n["nodeName"] not in parents]
+        return leaves or None
+    return None
+
+
 def read_database_json(data: dict, source: str) -> Annotations:
-    """ActivityNet / ActionFormer / UnAV form (`database` → video → annotations)."""
+    """ActivityNet / ActionFormer / UnAV form (`database` → video → annotations).
+
+    The class list is the file's own (`classes`, or `taxonomy` leaves) when it carries
+    one, else the `label_id` order when consistent, else the sorted label names.
+    """
     database = data["database"]
     if not isinstance(database, dict):
         raise DataError(f"{source}: 'database' must map video ids to entries")
@@ -172,7 +194,11 @@ def read_database_json(data: dict, source: str) -> Annotations:
                 label_ids.setdefault(label, set()).add(annotation["label_id"])
     if len(label_ids) < len({label for *_, label in events}):
         label_ids = {}  # ids only on some annotations: do not trust them
-    return build_annotations(videos, events, _classes_from_ids(label_ids), source)
+    classes = declared_classes(data)
+    if classes is not None and "classes" not in data:  # a taxonomy may be partial: trust it
+        named = set(classes)  # only when it names every label
+        classes = classes if all(label in named for *_, label in events) else None
+    return build_annotations(videos, events, classes or _classes_from_ids(label_ids), source)
 
 
 def _sibling(path: Path, name: str) -> Path | None:

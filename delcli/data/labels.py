@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from delcli.data.formats import open_text
+from delcli.data.formats import declared_classes, open_text
 from delcli.errors import DataError
 
 CSV_COLUMNS = ("video", "start", "end", "label")
@@ -220,23 +220,6 @@ def read_label_json(text: str, source: str) -> LabelFile:
                 split,
             )
     return labels
-
-
-def declared_classes(data: object) -> list[str] | None:
-    """The class list an annotation JSON carries: `classes` (a list of names) or
-    ActivityNet's `taxonomy` (its leaf nodes); None when it carries neither."""
-    if not isinstance(data, dict):
-        return None
-    classes = data.get("classes")
-    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
-        return list(classes)
-    taxonomy = data.get("taxonomy")
-    if isinstance(taxonomy, list) and taxonomy:
-        nodes = [n for n in taxonomy if isinstance(n, dict) and "nodeName" in n]
-        parents = {n.get("parentName") for n in nodes}
-        leaves = [str(n["nodeName"]) for n in nodes if n["nodeName"] not in parents]
-        return leaves or None
-    return None
 
 
 # -- Audacity ---------------------------------------------------------------------------------

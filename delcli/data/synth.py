@@ -221,7 +221,7 @@ def write_synth_dataset(
 
 
 def annotation_json(layouts: list[VideoLayout], design: Design) -> dict:
-    """UnAV-100 / ActivityNet form: `{"version", "database": {vid: {...}}}`."""
+    """UnAV-100 / ActivityNet form: `{"version", "classes", "database": {vid: {...}}}`."""
     database = {}
     for layout in layouts:
         database[layout.video_id] = {
@@ -237,7 +237,8 @@ def annotation_json(layouts: list[VideoLayout], design: Design) -> dict:
                 for start, end, label in layout.events
             ],
         }
-    return {"version": GENERATOR, "database": database}
+    classes = [c.name for c in design.classes]  # every class, events or not
+    return {"version": GENERATOR, "classes": classes, "database": database}
 
 
 def layout_annotations(layouts: list[VideoLayout], design: Design, source: str) -> Annotations:

@@ -1,7 +1,11 @@
-"""Detections to be scored: ActivityNet results JSON or CSV, into flat arrays."""
+"""Detections to be scored: ActivityNet results JSON, ActionFormer results JSON or CSV,
+into flat arrays."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +16,7 @@ from delcli.data.formats import read_csv_rows, read_json
 from delcli.errors import DataError
 
 CSV_COLUMNS = ("video", "start", "end", "label", "score")
+ACTIONFORMER_KEYS = ("video-id", "t-start", "t-end", "label", "score")
 RESULT_KEYS = ("segment", "score", "label")
 
 
@@ -41,12 +46,71 @@ class Predictions:
         return len(self.scores)
 
 
-def read_predictions(path: Path | str) -> Predictions:
-    """Read ActivityNet results `.json` or `.csv` (`video,start,end,label,score`); `.gz` allowed."""
+def read_predictions(path: Path | str, text: str | None = None) -> Predictions:
+    """Read detections: ActivityNet results `.json`, ActionFormer's dict-of-arrays results
+    JSON (`video-id`, `t-start`, `t-end`, `label`, `score`) or `.csv`
+    (`video,start,end,label,score`); `.gz` allowed.
+
+    `text` is the content when it was read already (stdin, `path` `-`); its format is
+    told from the content. A pickle (ActionFormer's `eval_results.pkl`) is refused:
+    the error gives the one-line command that converts it to JSON.
+    """
     path = Path(path)
-    if path.name.removesuffix(".gz").endswith(".csv"):
-        return _read_csv(path)
-    return _read_results_json(path)
+    if text is None:
+        refuse_pickle(path)
+        if path.name.removesuffix(".gz").endswith(".csv"):
+            return _read_csv(path, read_csv_rows(path, required=CSV_COLUMNS))
+        return _read_results_json(path, read_json(path))
+    if not text.strip():
+        raise DataError(f"{path}: holds no predictions (empty input)")
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError(
+                f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+            ) from None
+        return _read_results_json(path, data)
+    return _read_csv(path, csv_rows(text, path))
+
+
+def pickle_conversion(path: Path) -> str:
+    """The one-line shell command that turns an ActionFormer results pickle into JSON."""
+    target = path.with_suffix(".json").name
+    return (
+        "python -c \"import json, pickle, sys; r = pickle.load(open(sys.argv[1], 'rb')); "
+        "json.dump({k: [x.item() if hasattr(x, 'item') else x for x in v] for k, v in "
+        f"r.items()}}, open(sys.argv[2], 'w'))\" {path} {target}"
+    )
+
+
+def refuse_pickle(path: Path) -> None:
+    """A `DataError` for a pickle file (by name or by its first byte)."""
+    pickled = path.suffix.lower() in (".pkl", ".pickle")
+    if not pickled and path.is_file():
+        with open(path, "rb") as handle:
+            pickled = handle.read(1) == b"\x80"  # the PROTO opcode of pickle protocols 2+
+    if pickled:
+        raise DataError(
+            f"{path}: a pickle; del does not unpickle (it can run code). Convert it once, "
+            f"where it was made: {pickle_conversion(path)}"
+        )
+
+
+def csv_rows(text: str, path: Path) -> list[dict[str, str]]:
+    """Rows of CSV text with the prediction columns in its header."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [name for name in CSV_COLUMNS if name not in header]
+    if missing:
+        raise DataError(
+            f"{path}: CSV header lacks column(s) {', '.join(missing)} "
+            f"(found: {', '.join(header) or 'no header'})"
+        )
+    try:
+        return list(reader)
+    except csv.Error as error:
+        raise DataError(f"{path}: unreadable ({error})") from None
 
 
 def results_to_predictions(results: dict[str, list[dict]], source: str = "") -> Predictions:
@@ -68,8 +132,9 @@ def results_to_predictions(results: dict[str, list[dict]], source: str = "") -> 
     )
 
 
-def _read_results_json(path: Path) -> Predictions:
-    data = read_json(path)
+def _read_results_json(path: Path, data: object) -> Predictions:
+    if isinstance(data, dict) and all(key in data for key in ACTIONFORMER_KEYS):
+        data = {"results": _actionformer_results(path, data)}
     if not isinstance(data, dict) or "results" not in data:
         raise DataError(f"{path}: not an ActivityNet results file (no top-level 'results' key)")
     results = data["results"]
@@ -128,8 +193,24 @@ def _segment_array(segments: list, path: Path, describe: Callable[[int], str]) -
     raise DataError(f"{path}: segments are not all [start, end] pairs")
 
 
-def _read_csv(path: Path) -> Predictions:
-    rows = read_csv_rows(path, required=CSV_COLUMNS)
+def _actionformer_results(path: Path, data: dict) -> dict[str, list[dict]]:
+    """ActionFormer's results (`valid_one_epoch`: parallel lists per key) as ActivityNet's."""
+    columns = [data[key] for key in ACTIONFORMER_KEYS]
+    if not all(isinstance(c, list) for c in columns) or len({len(c) for c in columns}) != 1:
+        lengths = ", ".join(
+            f"{key} {len(c) if isinstance(c, list) else type(c).__name__}"
+            for key, c in zip(ACTIONFORMER_KEYS, columns, strict=True)
+        )
+        raise DataError(f"{path}: ActionFormer results need lists of one length ({lengths})")
+    results: dict[str, list[dict]] = {}
+    for video, start, end, label, score in zip(*columns, strict=True):
+        results.setdefault(str(video), []).append(
+            {"segment": [start, end], "label": label, "score": score}
+        )
+    return results
+
+
+def _read_csv(path: Path, rows: list[dict[str, str]]) -> Predictions:
     index: dict[str, int] = {}
     video = np.array([index.setdefault(row["video"], len(index)) for row in rows], dtype=np.int64)
 

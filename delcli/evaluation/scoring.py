@@ -71,7 +71,7 @@ def load_ground_truth(
 
 
 def score_predictions(
-    predictions: Path | str,
+    predictions: Path | str | Predictions,
     ground_truth: Path | str | None = None,
     dataset: str | None = None,
     split: str | None = None,
@@ -82,7 +82,8 @@ def score_predictions(
     """Official ActivityNet detection mAP of a predictions file.
 
     Args:
-        predictions: ActivityNet results JSON or `video,start,end,label,score` CSV.
+        predictions: ActivityNet (or ActionFormer) results JSON or
+            `video,start,end,label,score` CSV, or detections already read.
         ground_truth: annotation file; None → the bundled file of `dataset`.
         dataset: benchmark name: sets thresholds, default split, bundled ground truth.
         split: subset to score; default: the benchmark's (else `validation`).
@@ -97,7 +98,7 @@ def score_predictions(
     split = split or (benchmark.default_split if benchmark else "validation")
     return score_loaded(
         annotations.select_split(split),
-        read_predictions(predictions),
+        predictions if isinstance(predictions, Predictions) else read_predictions(predictions),
         benchmark,
         dataset=benchmark.name if benchmark else None,
         split=split,

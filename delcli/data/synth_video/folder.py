@@ -103,9 +103,10 @@ def write_synth_videos(
 
 
 def annotation_json(plans: list[VideoPlan], config: SynthVideoConfig) -> dict:
-    """ActivityNet / UnAV form: `{"version", "database": {vid: {...}}}`."""
+    """ActivityNet / UnAV form: `{"version", "classes", "database": {vid: {...}}}`."""
     return {
         "version": GENERATOR,
+        "classes": [c.name for c in CLASSES],
         "database": {
             plan.video_id: {
                 "subset": plan.subset,
