@@ -12,6 +12,14 @@ decode-only, memory flat in video length.
 
 Each cell is the median wall time of `--repeats` fresh processes and the largest
 peak RSS among them.
+
+Two more uses (scripts/gpu_check.sh calls them):
+
+    python scripts/bench_predict.py --make-video out.mp4 [--seconds 300] [--size 640x360]
+                                    [--fps 30]      # H.264 + AAC test video, made with PyAV
+    python scripts/bench_predict.py --rate VIDEO STEP [--device cuda]
+        # STEP: an extractor name (basic, vggish, i3d) or `predict` (the demo model):
+        # one run, its last line `STEP: N× real time (W s for D s of video)`
 """
 
 from __future__ import annotations
@@ -61,14 +69,105 @@ def worker(mode: str, video: str, weights: str) -> dict:
     return {"duration": info.duration, "seconds": seconds, "peak_mib": peak}
 
 
+def make_video(path: Path, seconds: float, width: int, height: int, fps: int) -> None:
+    """A `seconds`-long H.264 (yuv420p) + AAC (44.1 kHz stereo) mp4 made with PyAV, with
+    moving colour gradients, a moving block, a static texture and tones that change every
+    few seconds: content a codec must work on, made without the project's own generator."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    texture = rng.integers(0, 6, (height, width, 1), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"preset": "veryfast" if width * height <= 640 * 360 else "ultrafast",
+                         "crf": "26"}  # fmt: skip
+        audio = out.add_stream("aac", rate=44100)
+        audio.layout = "stereo"
+        cycle = 4 * fps  # frames are drawn for 4 s and repeat with a moving block on top
+        base = []
+        for i in range(cycle):
+            t = i / fps
+            image = np.empty((height, width, 3), np.uint8)
+            image[..., 0] = (128 + 100 * np.sin(xx / 40 + t * 2)).astype(np.uint8)
+            image[..., 1] = (128 + 100 * np.sin(yy / 30 - t * 2)).astype(np.uint8)
+            image[..., 2] = ((xx + yy + 60 * t) % 256).astype(np.uint8)
+            base.append(image + texture)
+        side = max(8, height // 9)
+        for i in range(round(seconds * fps)):
+            t = i / fps
+            image = base[i % cycle].copy()
+            x = int((width - side) / 2 * (1 + np.sin(t)))
+            y = int((height - side) / 2 * (1 + np.cos(0.7 * t)))
+            image[y : y + side, x : x + side] = (255, 255, 255) if (t // 10) % 2 else (20, 200, 40)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        rate, block = 44100, 1024
+        for start in range(0, round(seconds * rate), block):
+            k = np.arange(start, min(start + block, round(seconds * rate))) / rate
+            freq = 220 * (1 + (k // 7) % 5)
+            on = ((k * 2) % 3) < 1.5
+            wave = 0.3 * np.sin(2 * np.pi * freq * k) * on + 0.02 * rng.standard_normal(k.size)
+            frame = av.AudioFrame.from_ndarray(
+                np.stack([wave, wave]).astype(np.float32), format="fltp", layout="stereo"
+            )
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(audio.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(audio.encode(None))
+
+
+def rate(video: str, step: str, device: str) -> str:
+    """One extraction (or `del predict` with the demo model) of `video`: × real time."""
+    from delcli.io import probe
+
+    info = probe(video)
+    started = time.perf_counter()
+    if step == "predict":
+        from delcli.features.pipeline import recipe_extractors
+        from delcli.inference.video import predict_video
+        from delcli.weights import load_model
+
+        model, recipe = load_model("demo")
+        extractors = recipe_extractors(recipe, device=device)
+        predict_video(video, model, recipe, extractors, info=info, device=device)
+    else:
+        from delcli.features import GRID_PRESETS, get_extractor
+        from delcli.features.pipeline import extract_video
+
+        grid = GRID_PRESETS.get(step, GRID_PRESETS["unav100"])
+        extract_video(video, [get_extractor(step, grid, device=device)], info)
+    seconds = time.perf_counter() - started
+    return (
+        f"{step} on {device}: {info.duration / seconds:.3g}× real time "
+        f"({seconds:.1f} s for {info.duration:.0f} s of video)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--make-video", type=Path, help="write a test video here and stop")
+    parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument("--size", default="640x360", help="WIDTHxHEIGHT of --make-video")
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--rate", nargs=2, metavar=("VIDEO", "STEP"))
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--lengths", default="150,600", help="video lengths in seconds")
     parser.add_argument("--weights", default="demo")
     parser.add_argument("--repeats", type=int, default=3, help="runs per cell; the median counts")
     parser.add_argument("--work", type=Path, default=Path("data/bench-predict"))
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.make_video:
+        width, height = (int(x) for x in args.size.lower().split("x"))
+        make_video(args.make_video, args.seconds, width, height, args.fps)
+        print(f"wrote {args.make_video}: {args.seconds:g} s, {width}x{height}, {args.fps} fps")
+        return
+    if args.rate:
+        print(rate(*args.rate, args.device))
+        return
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return

@@ -14,6 +14,7 @@ from delcli.resources import resource_path
 def pytest_configure(config: pytest.Config) -> None:
     # Tests use tiny tensors: one thread avoids contention on small CI machines.
     torch.set_num_threads(1)
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (scripts/gpu_check.sh runs them)")
 
 
 @pytest.fixture(scope="session")

@@ -222,6 +222,7 @@ def test_config_rejects_invalid_values_naming_the_key(bad):
         NMSConfig(**bad)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_results_equal_cpu_results():
     generator = torch.Generator().manual_seed(0)

@@ -229,13 +229,14 @@ class DecodeLog:
         return self.demux_failed or self.first_error is not None
 
 
-def decode_stream(container, stream, path: str | Path, origin: float, log: DecodeLog):
+def decode_stream(container, stream, path: str | Path, origin: float, log: DecodeLog, packets=None):
     """Decoded frames of one stream, packet by packet: a packet that fails to decode
     is skipped and logged (its time stays a gap); more than `TOLERANCE` of them is a
-    `MediaError`. A read error ends the stream (flushing the decoder)."""
+    `MediaError`. A read error ends the stream (flushing the decoder). `packets`:
+    the stream's packets when the caller filters them (default: demuxed here)."""
     import av
 
-    packets = container.demux(stream)
+    packets = container.demux(stream) if packets is None else packets
     while True:
         try:
             packet = next(packets)

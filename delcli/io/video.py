@@ -37,6 +37,7 @@ from delcli.io.media import (
     stream_fps,
     time_origin,
 )
+from delcli.io.skip import UnshownFrameSkipper
 
 EPSILON = 1e-6  # seconds: timestamps within this of a target count as at it
 
@@ -53,6 +54,7 @@ def iter_frames(
     crop: int | None = None,
     start: float = 0.0,
     end: float | None = None,
+    skip: bool = True,
 ) -> Iterator[np.ndarray]:
     """Frames of the first video stream at `fps`, each `(H, W, 3)` uint8 RGB.
 
@@ -62,6 +64,8 @@ def iter_frames(
     that ends before `end` repeats its last frame; a truncated or damaged file
     (more than 1 s lost, see `delcli.io.media`) raises `MediaError` after the
     frames that could be decoded. Errors are raised on the first `next()`.
+    `skip` lets the decoder drop frames that are not shown (`delcli.io.skip`; the
+    frames returned are the same either way).
     """
     check_options(fps, size, crop, start, end)
     with open_media(path) as container:
@@ -92,7 +96,9 @@ def iter_frames(
         shown = None  # (time, frame): the last frame at or before the next target
         cache = Shown(shaper)
         k = 0
-        for frame in decode_stream(container, stream, path, origin, log):
+        skipper = UnshownFrameSkipper(stream, origin, start, fps, count) if skip else None
+        packets = skipper.packets(container.demux(stream)) if skip else None
+        for frame in decode_stream(container, stream, path, origin, log, packets):
             time = frame_seconds(frame, origin)
             if time is None:
                 time = shown[0] + step if shown is not None else 0.0
