@@ -61,7 +61,12 @@ def train_and_evaluate(row: str, args: argparse.Namespace, threads: int) -> dict
         return json.loads(result_file.read_text())
     folder.parent.mkdir(parents=True, exist_ok=True)
     log = args.out / f"{slug(row)}.log"
-    paths = ["--features", str(args.data), "--annotations", str(args.data / "annotations.json")]
+    paths = [
+        "--features",
+        str(args.data / "features"),
+        "--annotations",
+        str(args.data / "annotations.json"),
+    ]
     overrides = [item for key in ROWS[row] + args.set for item in ("--set", key)]
     resume = ["--resume"] if (folder / "checkpoint").exists() else []
     run([args.del_, "train", "synth", *paths, "--out", str(folder), *resume, *overrides], log,
