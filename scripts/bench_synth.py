@@ -92,7 +92,8 @@ def train_and_evaluate(row: str, seed: int, args: argparse.Namespace, threads: i
         return json.loads(result_file.read_text())
     folder.parent.mkdir(parents=True, exist_ok=True)
     log = args.out / f"{run_name(row, seed)}.log"
-    paths = ["--features", str(args.data), "--annotations", str(args.data / "annotations.json")]
+    paths = ["--features", str(args.data / "features"),
+             "--annotations", str(args.data / "annotations.json")]  # fmt: skip
     keys = data_overrides(args.data) + row_overrides(row, args.data) + args.set
     keys.append(f"train.seed={seed}")
     overrides = [item for key in keys for item in ("--set", key)]

@@ -469,7 +469,8 @@ def test_missing_features_are_listed_or_skipped(unav):
 def test_all_features_missing_is_an_error_even_when_skipping(unav):
     data, root = unav
     data.skip_missing = True
-    data.features = str(root)  # the annotation folder: no feature files
+    (root / "empty").mkdir()
+    data.features = str(root / "empty")  # no feature files here, nor one level off
     with pytest.raises(DataError, match="no video has usable features"):
         FeatureDataset(data, model_config(), "test")
 

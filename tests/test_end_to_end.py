@@ -21,7 +21,7 @@ def test_synth_then_train_then_eval(tmp_path, capsys):
     assert main(["data", "synth", str(data), "--size", "tiny"]) == 0
     capsys.readouterr()
 
-    paths = ["--features", str(data), "--annotations", str(data / "annotations.json")]
+    paths = ["--features", str(data / "features"), "--annotations", str(data / "annotations.json")]
     assert main(["train", "synth", *paths, "--out", str(run), "--epochs", "1", *SMALL_MODEL]) == 0
     trained = capsys.readouterr()
     assert "best epoch" in trained.out

@@ -15,6 +15,7 @@ from delcli.data.label_checks import (
     drop_untrained_classes,
     find_videos,
     parse_ratios,
+    videos_from_list,
 )
 from delcli.data.labels import declared_classes, parse_time, read_labels
 from delcli.errors import ConfigError, DataError
@@ -248,3 +249,14 @@ def test_label_file_problems_are_one_line_errors(tmp_path):
         read_labels(wrong)
     with pytest.raises(DataError, match="no such file"):
         read_labels(tmp_path / "missing.csv")
+
+
+def test_a_video_list_names_its_files_by_path_name_or_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"")
+    found = videos_from_list(Path("list.txt"), ["clips/a.mp4"])
+    assert found.paths == {"a": Path("clips/a.mp4")}
+    assert {found.resolve(name) for name in ("a", "a.mp4", "clips/a.mp4", "clips/a")} == {"a"}
+    with pytest.raises(ConfigError, match=r"no such video file 'clips/b\.mp4'"):
+        videos_from_list(Path("list.txt"), ["clips/a.mp4", "clips/b.mp4"])

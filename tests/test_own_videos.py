@@ -5,6 +5,9 @@ table, then `del eval --weights RUN` and `del predict VIDEO --weights RUN` with 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import yaml
 
@@ -17,16 +20,10 @@ TINY = [
 ]  # fmt: skip
 
 
-def write_csv(annotations_json, path, extra=()):
-    """The synthetic ground truth as a user's CSV: file names with extensions, no splits."""
-    database = json.loads(annotations_json.read_text())["database"]
-    lines = ["video,start,end,label"]
-    for video, entry in database.items():
-        for event in entry["annotations"]:
-            start, end = event["segment"]
-            lines.append(f"{video}.mp4,{start},{end},{event['label']}")
-    path.write_text("\n".join([*lines, *extra]) + "\n")
-    return {e["label"] for entry in database.values() for e in entry["annotations"]}
+def labels_csv(annotations_json, path):
+    """The README's step: the synthetic ground truth as a user's CSV (scripts/labels_csv.py)."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "labels_csv.py"
+    subprocess.run([sys.executable, str(script), str(annotations_json), str(path)], check=True)
 
 
 def test_videos_and_a_csv_to_a_model_a_test_table_and_predictions(tmp_path, capsys):
@@ -34,7 +31,9 @@ def test_videos_and_a_csv_to_a_model_a_test_table_and_predictions(tmp_path, caps
     assert main(["data", "synth-video", str(made), "--videos", "10", "--seed", "3",
                  "--duration-range", "3:4", "--size", "48x32"]) == 0  # fmt: skip
     labels = tmp_path / "labels.csv"
-    write_csv(made / "annotations.json", labels, extra=["holiday.mp4,1,2,chirp"])
+    labels_csv(made / "annotations.json", labels)
+    with open(labels, "a") as csv:
+        csv.write("holiday.mp4,1,2,chirp\n")  # a video that is not in the folder
     capsys.readouterr()
 
     run = tmp_path / "run"
@@ -42,8 +41,12 @@ def test_videos_and_a_csv_to_a_model_a_test_table_and_predictions(tmp_path, caps
                "--out", str(run), "--max-steps", "2", "--device", "cpu", *TINY]  # fmt: skip
     assert main(command) == 0
     trained = capsys.readouterr()
-    assert "row 2" not in trained.err  # good rows are not reported
-    assert "video 'holiday.mp4' is not a video in" in trained.err  # the bad one is, by row
+    bad_row = len(labels.read_text().splitlines())  # the last line of the file
+    reported = [line for line in trained.err.splitlines() if line.startswith("label problem")]
+    assert reported == [  # only the bad row, by its number
+        f"label problem: labels.csv row {bad_row}: video 'holiday.mp4' is not a video in "
+        f"{made / 'videos'}; row dropped"
+    ]
     assert "test split · mAP (%)" in trained.out
 
     config = yaml.safe_load((run / "config.yaml").read_text())

@@ -38,12 +38,12 @@ Examples:
 
   del predict clip.mp4 -w runs/mine -f anet | del eval -g runs/mine/annotations.json -s test -p -
 
-  del eval --weights runs/unav100 --features data/unav100 --predictions-out test.json
+  del eval --weights runs/unav100 --features data/unav100/av_features --predictions-out test.json
 
   del eval --weights runs/anet13/best.safetensors --features data/anet \\
       --external-scores cuhk_val_simp_share.json
 
-  del eval --weights unav100.onnx --backend onnxruntime --features data/unav100
+  del eval --weights unav100.onnx --backend onnxruntime --features data/unav100/av_features
 """
 
 
@@ -103,7 +103,8 @@ def eval_command(
     features: Path | None = typer.Option(
         None,
         "--features",
-        help="With --weights: the feature folder (default: the recipe's data.features).",
+        help="With --weights: the folder holding the files the recipe names ({video}_rgb.npy, "
+        "audio/{video}.npy, …; default: the recipe's data.features).",
     ),
     predictions_out: Path | None = typer.Option(
         None,

@@ -16,7 +16,7 @@ HELP = """Decode videos and write their feature arrays into OUT, in the layout t
 
 Which features: a recipe's (--recipe: its extractors and grid; --extractor then picks some of them), or extractors by name (--extractor, repeatable) on a --grid (unav100 = 25 fps, stride 8, window 24; thumos14; epic100; basic = 12.5:4:8; or FPS:STRIDE:WINDOW). basic is weight-free and fast; i3d and vggish need converted weights (--weights); dinov2 and mert read the models their authors publish on the Hugging Face Hub (--weights dinov2=facebook/dinov2-base, mert=m-a-p/MERT-v1-95M; downloaded when online; pip install 'del-av[hub-features]').
 
-Layouts (--naming): unav writes OUT/VIDEO_OUTPUT.npy (UnAV-100: VIDEO_rgb.npy, VIDEO_flow.npy, VIDEO_vggish.npy); actionformer writes OUT/OUTPUT/VIDEO.npy; recipe (the default with --recipe) writes the files the recipe reads, so del train RECIPE --features OUT works as is. A video's id is its file name without the extension.
+Layouts (--naming): unav writes OUT/VIDEO_OUTPUT.npy (UnAV-100: VIDEO_rgb.npy, VIDEO_flow.npy, VIDEO_vggish.npy); actionformer writes OUT/OUTPUT/VIDEO.npy; recipe (the default with --recipe) writes the files the recipe names, so OUT is what del train RECIPE --features and del eval --features take. A video's id is its file name without the extension.
 
 Resumable: finished videos are skipped (--force redoes them) and every file is written atomically. Shardable: --shard i/n takes every n-th video of the sorted ids; under torchrun each process takes its rank's share. A video that cannot be decoded is reported on stderr and the others are done; the exit code is then 1.
 
@@ -24,7 +24,7 @@ Examples:
 
   del extract videos/*.mp4 --out feats --extractor basic --grid basic
 
-  del extract --recipe unav100 --out data/unav100 --list videos.txt --workers 4 --weights i3d=i3d_{stream}.safetensors --weights vggish=vggish.safetensors   (writes data/unav100/av_features/VIDEO_rgb.npy …; then: del train unav100 --features data/unav100)
+  del extract --recipe unav100 --out data/unav100/av_features --list videos.txt --workers 4 --weights i3d=i3d_{stream}.safetensors --weights vggish=vggish.safetensors   (writes data/unav100/av_features/VIDEO_rgb.npy …; then: del train unav100 --features data/unav100/av_features)
 
   del extract --recipe thumos14 --extractor vggish --grid 30:4:16 --out thumos/features --weights vggish=vggish.safetensors --list thumos_videos.txt
 

@@ -17,7 +17,7 @@ from delcli.errors import ConfigError, DelError, Terminated
 EXAMPLES = """
 Examples:
 
-  del train unav100 --features data/unav100/features
+  del train unav100 --features data/unav100/av_features
 
   del train my_recipe.yaml --set train.epochs=10 --set model.scl=false --out runs/no-scl
 
@@ -65,7 +65,11 @@ def train_command(
         [], "--set", metavar="KEY=VALUE", help="Dotted override, e.g. train.lr=5e-4 (repeat)."
     ),
     features: Path | None = typer.Option(
-        None, "--features", help="Feature folder (overrides data.features)."
+        None,
+        "--features",
+        help="The folder holding the files the recipe names ({video}_rgb.npy, "
+        "audio/{video}.npy, …; overrides data.features). With --videos: where features are "
+        "extracted to or reused from (default RUN/features).",
     ),
     annotations: Path | None = typer.Option(
         None, "--annotations", help="Annotation file (overrides data.annotations)."

@@ -136,13 +136,17 @@ class FeatureDataset(Dataset):
             stream_fps, spec.stride or self.data.stride, spec.window or self.data.window
         )
 
-    def _find_files(self, video: str) -> tuple[dict[str, list[Path]], str | None]:
-        """Every stream's files for `video` (or its `v_` alias), or why they cannot be used."""
+    def _find_files(
+        self, video: str, root: Path | None = None
+    ) -> tuple[dict[str, list[Path]], str | None]:
+        """Every stream's files for `video` (or its `v_` alias) under `root` (default: the
+        feature folder), or why they cannot be used."""
         alias = video[2:] if video.startswith("v_") else "v_" + video
+        root = root if root is not None else self._root
         files = {}
         for name, spec in self._streams.items():
             folder = Path(spec.folder).expanduser()
-            folder = folder if folder.is_absolute() else self._root / folder
+            folder = folder if folder.is_absolute() else root / folder
             for candidate in (video, alias):
                 paths = [folder / p.replace("{video}", candidate) for p in spec.files]
                 if all(p.exists() for p in paths):
@@ -190,6 +194,8 @@ class FeatureDataset(Dataset):
         return plan
 
     def _report_problems(self, total: int) -> None:
+        if self.problems and len(self.problems) == total:
+            self._check_one_level_off()
         if self.problems and not self.data.skip_missing:
             listed = "; ".join(f"{v} ({reason})" for v, reason in self.problems[:_LISTED])
             more = (
@@ -202,6 +208,21 @@ class FeatureDataset(Dataset):
             )
         if total == len(self.problems):
             raise DataError(f"split '{self.split}': no video has usable features")
+
+    def _check_one_level_off(self) -> None:
+        """No video's files found: when they sit one folder below or above `--features`,
+        say which folder to pass (`--features` holds the files the recipe names)."""
+        if self._root is None or not self._root.is_dir():
+            return
+        video = self.problems[0][0]
+        below = sorted(p for p in self._root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for candidate in [*below[:50], self._root.parent]:
+            if candidate != self._root and self._find_files(video, candidate)[1] is None:
+                raise DataError(
+                    f"--features {self._root}: none of split '{self.split}''s feature files are "
+                    f"there, but they are in {candidate}: pass --features {candidate} (the "
+                    "folder holding the files the recipe names)"
+                )
 
     def _build_targets(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per video: event boundaries in grid steps (clipped to the duration,
