@@ -47,7 +47,8 @@ def pad_time_axis(proto, config: ModelConfig) -> None:
         )
         return PREFIX + output
 
-    inputs = [value.name for value in graph.input]
+    weights = {tensor.name for tensor in graph.initializer}  # old IRs list them as inputs
+    inputs = [value.name for value in graph.input if value.name not in weights]
     inner = {name: PREFIX + "inner_" + name for name in inputs}
     outputs = [value.name for value in graph.output]
     padded_out = {name: PREFIX + "padded_" + name for name in outputs}
