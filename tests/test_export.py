@@ -207,6 +207,45 @@ print(json.dumps({{"delcli": "delcli" in sys.modules, "classes": meta["classes"]
     assert np.abs(out["offsets"] - offsets.numpy()).max() <= 1e-4
 
 
+def test_the_export_command_shows_each_stage_on_stderr(exported):
+    lines = [line for line in exported["summary"].splitlines() if "export " in line]
+    stages = [line.split("note: ", 1)[-1].split(" (")[0] for line in lines[:3]]
+    assert stages == [
+        "export 1/3: tracing the network with torch.export",
+        "export 2/3: converting to ONNX (opset 23)",
+        "export 3/3: writing and checking the ONNX file with ONNX Runtime",
+    ]
+
+
+@pytest.mark.parametrize("length", [1, 3, 37, 200])
+def test_the_onnx_graph_takes_any_length_and_pads_inside(exported, length):
+    """A bare ONNX Runtime user feeds T steps as they are: the graph pads to its time
+    multiple itself and returns each level's ⌈T / stride⌉ points, as the eager network
+    gives on the padded input."""
+    import onnxruntime as ort
+
+    config = exported["recipe"].model
+    session = ort.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
+    visual, audio, mask = inputs(config, 2, length, [length, max(1, length // 2)])
+    feeds = {"visual": visual.numpy(), "audio": audio.numpy(), "mask": mask.numpy()}
+    logits, offsets = session.run(["cls_logits", "offsets"], feeds)
+
+    padded = max(min_steps(config), -(-length // time_multiple(config)) * time_multiple(config))
+    grow = padded - length
+    with torch.no_grad():
+        expected = ExportGraph(exported["model"])(
+            torch.nn.functional.pad(visual, (0, 0, 0, grow)),
+            torch.nn.functional.pad(audio, (0, 0, 0, grow)),
+            torch.nn.functional.pad(mask, (0, grow)),
+        )
+    strides = [2**level for level in range(config.n_levels)]
+    for found, full in zip((logits, offsets), expected, strict=True):
+        levels = full.split([padded // s for s in strides], dim=1)
+        kept = torch.cat([p[:, : -(-length // s)] for p, s in zip(levels, strides, strict=True)], 1)
+        assert found.shape == tuple(kept.shape)
+        assert np.abs(found - kept.numpy()).max() <= 1e-4
+
+
 def test_the_metadata_carries_recipe_classes_and_geometry(exported):
     import onnx
 

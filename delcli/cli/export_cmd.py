@@ -65,10 +65,33 @@ def export_command(
     fmt = export_format(output, output_format.value if output_format else None)
     source = resolve_weights(model)
     network, recipe = load_model(str(source))
-    with _quiet_exporter(), stderr_console().status(f"exporting {recipe.name} to {fmt}"):
-        summary = export_model(network, recipe, output, fmt, check=check)
+    with _quiet_exporter():
+        summary = export_model(network, recipe, output, fmt, check=check, progress=_stages(fmt))
     _print_summary(summary, source)
     return 0
+
+
+def _time_axis(summary) -> str:
+    if summary.format == "onnx":
+        return f"any length; the graph pads it to a multiple of {summary.time_multiple} itself"
+    return f"a multiple of {summary.time_multiple} (pad with mask False)"
+
+
+def _stages(fmt: str):
+    """`progress` for `export_model`: one line on stderr per stage, with the time so far,
+    so a long export (minutes on a busy machine) shows where it is."""
+    import time
+
+    started = time.perf_counter()
+    steps = {"onnx": 3, "pt2": 3, "safetensors": 1}[fmt]
+    done = 0
+
+    def stage(text: str) -> None:
+        nonlocal done
+        done += 1
+        note(f"export {min(done, steps)}/{steps}: {text} ({time.perf_counter() - started:.0f} s)")
+
+    return stage
 
 
 def _print_summary(summary, source: Path) -> None:
@@ -83,7 +106,7 @@ def _print_summary(summary, source: Path) -> None:
     if summary.inputs:
         table.add_row("inputs", "; ".join(summary.inputs))
         table.add_row("outputs", "; ".join(summary.outputs))
-        table.add_row("time", f"a multiple of {summary.time_multiple} (pad with mask False)")
+        table.add_row("time", _time_axis(summary))
     if summary.max_abs_diff is not None:
         table.add_row("check", f"max |Δ| vs eager {summary.max_abs_diff:.2g}")
     table.add_row("took", f"{summary.seconds:.1f} s")

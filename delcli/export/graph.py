@@ -27,8 +27,10 @@ level's block: the blocked local attention reshapes level l into blocks of
 `torch.export` cannot prove the ceil-and-pad of other lengths correct (it
 either refuses or bakes the traced length in), so the graph takes lengths where
 no rounding happens and the caller pads the rest (mask False) — exact, since the
-network ignores padded steps. `delcli.export.runtime` pads; a raw ONNX consumer
-reads `time_multiple` from the metadata. E.g. UnAV-100 (6 levels, window 9): 64;
+network ignores padded steps. `delcli.export.runtime` pads; the ONNX file
+carries the padding in front of the graph (`delcli.export.onnx_pad`), so a raw
+ONNX consumer feeds any T ≥ 1; a `.pt2` consumer reads `time_multiple` from the
+metadata. E.g. UnAV-100 (6 levels, window 9): 64;
 THUMOS14 (window 19): 288. T is also at least `MIN_BLOCKS` multiples: traced at
 two or more blocks per level, the graph is not valid for one.
 

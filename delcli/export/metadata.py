@@ -11,9 +11,10 @@ object `del_export.json` among its extra files), each value JSON-encoded:
     classes        class names, one per output channel
     inputs         input names in order: the streams the model uses, then "mask"
     outputs        ["cls_logits", "offsets"]
-    time_multiple  T of the inputs must be a multiple of this …
+    time_multiple  T of the traced graph is a multiple of this …
     min_steps      … at least this …
-    max_steps      … and at most this (pad with mask False)
+    max_steps      … and at most this (a .pt2 caller pads with mask False;
+                   the ONNX graph pads any T ≥ 1 itself, up to max_steps)
     n_levels       pyramid levels, concatenated finest first in the outputs
     strides        each level's stride on the input grid, [1, 2, 4, …]
     visual_dim, audio_dim   feature channels of each stream (null if unused)

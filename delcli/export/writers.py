@@ -26,6 +26,8 @@ from delcli.errors import ConfigError, ExportError
 from delcli.files import atomic_path
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
 
     from delcli.model.del_model import DELModel
@@ -72,9 +74,17 @@ def export_format(path: Path, requested: str | None) -> str:
 
 
 def export_model(
-    model: DELModel, recipe: Recipe, path: Path | str, fmt: str, check: bool = True
+    model: DELModel,
+    recipe: Recipe,
+    path: Path | str,
+    fmt: str,
+    check: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportSummary:
-    """Write `model` (with `recipe`) to `path` in format `fmt`; see the module docstring."""
+    """Write `model` (with `recipe`) to `path` in format `fmt`; see the module docstring.
+    `progress(stage)` is called as each stage starts ("tracing the network with
+    torch.export", …)."""
+    progress = progress or (lambda stage: None)
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigError(f"-o {path}: folder {path.parent} does not exist")
@@ -87,15 +97,19 @@ def export_model(
         _require("onnx", "onnxscript", "onnxruntime")
     from delcli.export.graph import export_program
 
+    progress("tracing the network with torch.export")
     try:
         program = export_program(model)
     except Exception as error:
         raise ExportError(f"torch.export failed: {_first_line(error)}") from error
     if fmt == "pt2":
+        if check:
+            progress("checking the program against the eager network")
         diff = _check_pt2(program, model) if check else None
+        progress("writing")
         _write_pt2(program, recipe, path)
     else:
-        diff = _write_onnx(program, model, recipe, path, check)
+        diff = _write_onnx(program, model, recipe, path, check, progress)
     return _summary(path, fmt, recipe, started, diff)
 
 
@@ -122,13 +136,17 @@ def _write_pt2(program, recipe: Recipe, path: Path) -> None:
         torch.export.save(program, temporary, extra_files=extra)
 
 
-def _write_onnx(program, model: DELModel, recipe: Recipe, path: Path, check: bool) -> float | None:
+def _write_onnx(
+    program, model: DELModel, recipe: Recipe, path: Path, check: bool, progress
+) -> float | None:
     import onnx
     import torch
 
     from delcli.export.graph import OUTPUT_NAMES, input_names
     from delcli.export.metadata import export_metadata
+    from delcli.export.onnx_pad import pad_time_axis
 
+    progress(f"converting to ONNX (opset {OPSET})")
     try:
         exported = torch.onnx.export(
             program,
@@ -145,9 +163,11 @@ def _write_onnx(program, model: DELModel, recipe: Recipe, path: Path, check: boo
     for node in proto.graph.node:  # the exporter's per-node stack traces: half the file
         del node.metadata_props[:]
     _name_dynamic_axes(proto)
+    pad_time_axis(proto, model.config)
     for key, value in export_metadata(recipe).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
+    progress("writing and checking the ONNX file" + (" with ONNX Runtime" if check else ""))
     with atomic_path(path) as temporary:
         onnx.save(proto, temporary)
         try:
