@@ -52,16 +52,17 @@ HOW_TO_GET_WEIGHTS = (
 def build_dinov2(weights: str | None, random_init: bool, seed: int = 0) -> Any:
     """An eval-mode `Dinov2Model` from a weights spec, or a randomly initialised ViT-B/14
     (`Dinov2Config()`'s defaults; benchmarks only)."""
-    transformers = import_transformers("dinov2")
     if random_init:
         if weights is not None:
             raise ConfigError("extractor 'dinov2': give weights= or random_init=True, not both")
+        transformers = import_transformers("dinov2")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return transformers.Dinov2Model(transformers.Dinov2Config()).eval()
     if weights is None:
         raise WeightsError(f"the dinov2 extractor needs weights: {HOW_TO_GET_WEIGHTS}")
-    folder = resolve_model_folder(weights)
+    folder = resolve_model_folder(weights)  # first: a missing file fails before the import
+    transformers = import_transformers("dinov2")
     kind = read_config(folder, weights).get("model_type")
     if kind != "dinov2":
         raise WeightsError(f"{weights}: a {kind!r} model, not DINOv2 (model_type 'dinov2')")

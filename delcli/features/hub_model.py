@@ -132,6 +132,10 @@ def _hub_file(repo: str, file: str, revision: str | None, spec: str) -> Path:
     try:
         return fetch_repo_file(repo, file, revision)
     except WeightsError as error:
+        fetch_one = f"hf download {repo} {file}"
+        if fetch_one in str(error):  # the model needs both files: say so in the hint
+            message = str(error).replace(fetch_one, f"hf download {repo} {CONFIG} {WEIGHTS}")
+            raise WeightsError(message) from None
         if file == WEIGHTS and "has no file" in str(error):
             raise WeightsError(
                 f"{error}; if {repo} publishes only pytorch_model.bin (pickle, never loaded), "

@@ -69,17 +69,18 @@ def unsupported_extras(config: dict[str, Any]) -> list[str]:
 def build_mert(weights: str | None, random_init: bool, seed: int = 0) -> tuple[Any, int]:
     """(eval-mode `HubertModel`, its sample rate) from a weights spec, or a randomly
     initialised HuBERT-base (the MERT-v1-95M shape; benchmarks only)."""
-    transformers = import_transformers("mert")
     if random_init:
         if weights is not None:
             raise ConfigError("extractor 'mert': give weights= or random_init=True, not both")
+        transformers = import_transformers("mert")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = transformers.HubertModel(transformers.HubertConfig())
         return model.eval(), DEFAULT_SAMPLE_RATE
     if weights is None:
         raise WeightsError(f"the mert extractor needs weights: {HOW_TO_GET_WEIGHTS}")
-    folder = resolve_model_folder(weights)
+    folder = resolve_model_folder(weights)  # first: a missing file fails before the import
+    transformers = import_transformers("mert")
     values = read_config(folder, weights)
     kind = values.get("model_type")
     if kind not in MODEL_TYPES:
