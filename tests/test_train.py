@@ -440,9 +440,9 @@ def test_data_paths_are_made_absolute_so_resume_does_not_depend_on_the_spelling(
     from delcli.train.engine import with_data_paths
 
     monkeypatch.chdir(tmp_path)
-    recipe = load_recipe("synth")  # data/synth, relative to the working directory
+    recipe = load_recipe("synth")  # data/synth/features, relative to the working directory
     resolved = with_data_paths(recipe, None, None)
-    assert resolved.data.features == str(tmp_path / "data" / "synth")
+    assert resolved.data.features == str(tmp_path / "data" / "synth" / "features")
     assert resolved.data.annotations == str(tmp_path / "data" / "synth" / "annotations.json")
     given = with_data_paths(recipe, tmp_path / "elsewhere", None)
     assert given.data.features == str(tmp_path / "elsewhere")
