@@ -209,7 +209,7 @@ print(json.dumps({{"delcli": "delcli" in sys.modules, "classes": meta["classes"]
 
 def test_the_export_command_shows_each_stage_on_stderr(exported):
     lines = [line for line in exported["summary"].splitlines() if "export " in line]
-    stages = [line.split("note: ", 1)[-1].split(" (")[0] for line in lines[:3]]
+    stages = [line.split("note: ", 1)[-1].rsplit(" (", 1)[0] for line in lines[:3]]
     assert stages == [
         "export 1/3: tracing the network with torch.export",
         "export 2/3: converting to ONNX (opset 23)",
