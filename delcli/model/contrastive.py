@@ -173,7 +173,7 @@ def anchored_intra_loss(
     token_label: torch.Tensor,
     temperature: torch.Tensor,
     max_negatives: int,
-    by_ground_truth: bool = True,
+    by_ground_truth: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One direction of Eq. (10): anchors from one modality, z⁺ and z⁻ from the other.
 
@@ -214,7 +214,7 @@ def intra_sample_loss(
     token_label: torch.Tensor,
     temperature: torch.Tensor,
     max_negatives: int,
-    by_ground_truth: bool = True,
+    by_ground_truth: bool = False,
 ) -> torch.Tensor:
     """Eq. (10): visual-anchored plus audio-anchored terms, averaged over the videos
     that have any term; zero (never NaN) when none has. z_*: (B, T, P) normalised."""
