@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from delcli.errors import ConfigError, DataError
-from delcli.recipe import Recipe, recipe_to_dict
+from delcli.recipe import PRECISIONS, Recipe, recipe_to_dict
 from delcli.train import distributed
 from delcli.train.checkpoint import (
     check_same_recipe,
@@ -51,7 +51,6 @@ from delcli.train.validation import (
 )
 
 Event = dict
-PRECISIONS = ("auto", "bf16", "fp32")
 VAL_PREDICTIONS = "val_predictions.json"  # detections of the best epoch on the validation split
 PROGRESS_ONLY = ("step", "validate", "saved")  # events not written to metrics.jsonl
 
