@@ -60,13 +60,9 @@ def train_own_videos(
     ratios = parse_ratios(split_ratios)
     name = (videos or list_file).resolve().stem or "videos"
     run_dir = out or Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir}: exists and is not a directory")
-    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"--out {run_dir} is not empty; pass --resume to continue that run, "
-            "or choose another --out"
-        )
+    from delcli.cli.train_cmd import _check_run_dir  # train_cmd imports this module
+
+    _check_run_dir(run_dir, resume)
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
     device_name = pick_device(device)
     own = OwnVideos(
