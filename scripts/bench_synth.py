@@ -49,6 +49,8 @@ ROWS: dict[str, list[str]] = {
     "negatives prediction": ["model.hard_negatives=prediction"],
     "score balanced": ["model.loss.score_scale=balanced"],
     "modality dropout": ["model.modality_dropout=0.3"],
+    "unimodal heads 0.5": ["model.unimodal_heads=0.5"],
+    "unimodal heads 1": ["model.unimodal_heads=1.0"],
     "ce + diou": ["model.loss.cls_loss=ce"],
     "focal + smooth_l1": ["model.loss.reg_loss=smooth_l1"],
     "ce + smooth_l1": ["model.loss.cls_loss=ce", "model.loss.reg_loss=smooth_l1"],

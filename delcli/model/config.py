@@ -59,6 +59,9 @@ class ModelConfig:
     # training only: drop a whole stream (zeroed after normalisation) for this share of
     # videos, half each, so neither stream can carry the model alone (docs/model.md §0)
     modality_dropout: float = 0.0
+    # training only: weight of a detection loss on each modality's own pyramid, through
+    # heads of its own that inference does not use (docs/model.md §5); 0 = off
+    unimodal_heads: float = 0.0
     # embedding (docs/model.md §1)
     embed_dim: int = 512
     position_encoding: bool = False
@@ -153,6 +156,10 @@ def validate(config: ModelConfig) -> None:
     need(
         0.0 <= config.modality_dropout < 1.0,
         f"modality_dropout={config.modality_dropout}; must lie in [0, 1)",
+    )
+    need(
+        config.unimodal_heads >= 0.0,
+        f"unimodal_heads={config.unimodal_heads}; must be >= 0",
     )
     need(config.num_classes >= 1, f"num_classes={config.num_classes}; must be >= 1")
     if config.uses_visual:

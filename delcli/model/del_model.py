@@ -10,7 +10,7 @@ segments on the grid for post-processing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -40,12 +40,15 @@ class DELOutput:
         offsets: per level (B, T_l, 2), distances in units of the level stride.
         masks: per level (B, T_l) bool.
         tokens: the AAC output (token features and CLS tokens) that SCL reads.
+        unimodal: in training with `unimodal_heads > 0`, per modality the
+            (cls_logits, offsets) of its own heads on its own pyramid; else empty.
     """
 
     cls_logits: list[torch.Tensor]
     offsets: list[torch.Tensor]
     masks: list[torch.Tensor]
     tokens: AACOutput
+    unimodal: dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]] = field(default_factory=dict)
 
 
 class DELModel(nn.Module):
@@ -75,6 +78,17 @@ class DELModel(nn.Module):
         self.cls_head = ClassificationHead(config)
         self.reg_head = RegressionHead(config)
         self.contrastive = ScoreContrastive(config) if config.scl else None
+        self.unimodal_heads = (
+            nn.ModuleDict(
+                {
+                    f"{stream}_{kind}": head(config)
+                    for stream in ("visual", "audio")
+                    for kind, head in (("cls", ClassificationHead), ("reg", RegressionHead))
+                }
+            )
+            if config.modalities == "av" and config.unimodal_heads > 0
+            else None
+        )
         self.normalizer = PositiveCountNormalizer(config.loss)
 
     def forward(
@@ -110,11 +124,20 @@ class DELModel(nn.Module):
             [x for x, _ in a_levels] if a_levels is not None else None,
             masks,
         )
+        unimodal = {}
+        if self.training and self.unimodal_heads is not None:
+            for stream, stream_levels in (("visual", v_levels), ("audio", a_levels)):
+                features = [x for x, _ in stream_levels]
+                unimodal[stream] = (
+                    self.unimodal_heads[f"{stream}_cls"](features, masks),
+                    self.unimodal_heads[f"{stream}_reg"](features, masks),
+                )
         return DELOutput(
             cls_logits=self.cls_head(fused, masks),
             offsets=self.reg_head(fused, masks),
             masks=masks,
             tokens=tokens,
+            unimodal=unimodal,
         )
 
     def normalizations(self) -> dict[str, FeatureNormalization]:
@@ -178,6 +201,8 @@ class DELModel(nn.Module):
             self.normalizer,
         )
         zero = terms["cls"].new_zeros(())
+        if output.unimodal:
+            terms["unimodal"] = self._unimodal_loss(output, cls_targets, reg_targets)
         if self.contrastive is not None:
             grid_mask = output.masks[0]
             in_event, token_label = token_targets(segments, labels, grid_mask, config.num_classes)
@@ -199,7 +224,30 @@ class DELModel(nn.Module):
             weight * terms[name]
             for weight, name in zip(config.loss.weights, LOSS_TERMS, strict=True)
         )
+        if "unimodal" in terms:
+            terms["total"] = terms["total"] + config.unimodal_heads * terms["unimodal"]
         return terms
+
+    def _unimodal_loss(
+        self, output: DELOutput, cls_targets: torch.Tensor, reg_targets: torch.Tensor
+    ) -> torch.Tensor:
+        """L_cls + L_reg of each modality's own heads, summed over the modalities, on the
+        fused heads' targets and divided by the same positive count (not updated twice)."""
+        count = self.normalizer.value.detach().clone()
+        valid = torch.cat(output.masks, dim=1)
+        total = cls_targets.new_zeros(())
+        for cls_logits, offsets in output.unimodal.values():
+            terms = detection_losses(
+                torch.cat(cls_logits, dim=1),
+                torch.cat(offsets, dim=1),
+                cls_targets,
+                reg_targets,
+                valid,
+                self.config.loss,
+                lambda _positives: count,
+            )
+            total = total + terms["cls"] + terms["reg"]
+        return total
 
     @torch.no_grad()
     def candidates(self, output: DELOutput) -> list[Candidates]:

@@ -9,6 +9,7 @@ normaliser.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -167,7 +168,7 @@ def detection_losses(
     reg_targets: torch.Tensor,
     valid: torch.Tensor,
     loss_config: LossConfig,
-    normalizer: PositiveCountNormalizer,
+    normalizer: PositiveCountNormalizer | Callable[[torch.Tensor], torch.Tensor],
 ) -> dict[str, torch.Tensor]:
     """L_cls and L_reg of Eq. (14) over all points of a batch.
 
