@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from delcli.errors import ConfigError, DataError
-from delcli.files import atomic_path
+from delcli.files import write_bytes_atomic
 from delcli.inference.nms import Detections, NMSConfig, batched_nms
 
 if TYPE_CHECKING:
@@ -340,5 +340,4 @@ def write_results(
     payload = json.dumps(document).encode("utf-8")
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
-    with atomic_path(path) as temporary:
-        Path(temporary).write_bytes(payload)
+    write_bytes_atomic(path, payload)
