@@ -109,7 +109,8 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
 
 
 class FakeHub(BaseHTTPRequestHandler):
-    """The resolve route of the Hub (deps_probe §4): HEAD/GET /{org}/{name}/resolve/{rev}/{file}."""
+    """The Hub's resolve route, as huggingface_hub calls it:
+    HEAD/GET /{org}/{name}/resolve/{rev}/{file}."""
 
     def do_HEAD(self) -> None:
         self.answer(body=False)

@@ -15,9 +15,10 @@ Clamping before NMS follows docs/model.md §9 (ActionFormer clamps after NMS; th
 difference only touches segments that cross the video's ends). The seconds map is
 affine with a positive scale, so NMS in seconds equals NMS in steps otherwise.
 
-**External classification scores** (ActivityNet, as ActionFormer and TriDet do it):
-the model localises class-agnostically (`num_classes: 1`, trained with every event
-in one class); a video-level classifier names the events. As ActionFormer's
+**External classification scores** (ActivityNet; where they come from:
+docs/conventions.md § External classification scores): the model localises
+class-agnostically (`num_classes: 1`, trained with every event in one class); a
+video-level classifier names the events. As ActionFormer's
 `postprocess_results`, the segments that survive NMS become proposals (their
 labels, if the model has several classes, are ignored); each proposal is emitted
 once for each of the video's `recipe.inference.external_top_k` best external
