@@ -202,6 +202,35 @@ class Recipe:
     weights: WeightsManifest | None = None  # where the trained weights live (delcli.hub)
 
 
+def class_names(recipe: Recipe) -> list[str]:
+    """Names of the model's outputs: the recipe's classes; `event` for a class-agnostic
+    model (ActivityNet's, which needs external video-level scores to name events);
+    `class_<i>` when the weights name none."""
+    count, names = recipe.model.num_classes, recipe.data.classes
+    if names is not None and len(names) == count:
+        return list(names)
+    if count == 1:
+        return ["event"]
+    return [f"class_{i}" for i in range(count)]
+
+
+def manifest_of(recipe: Recipe) -> WeightsManifest:
+    """The recipe's weights block; a recipe without one is unpublished."""
+    return recipe.weights if recipe.weights is not None else WeightsManifest()
+
+
+def check_manifest(recipe: Recipe) -> None:
+    """Cross-checks a lone `weights:` block cannot make: its extractors are the recipe's."""
+    manifest = manifest_of(recipe)
+    names = [spec.name for spec in recipe.features.extractors] if recipe.features else []
+    for name in manifest.extractors:
+        if name not in names:
+            raise ConfigError(
+                f"weights.extractors.{name}: not an extractor of recipe '{recipe.name}' "
+                f"(its extractors: {', '.join(names) or 'none'})"
+            )
+
+
 def zoo_names() -> list[str]:
     return sorted(
         p.name.removesuffix(".yaml")

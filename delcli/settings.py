@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from delcli.errors import ConfigError
+from delcli.files import write_bytes_atomic
 
 T = TypeVar("T")
 
@@ -168,14 +169,11 @@ def read_yaml(path: Path) -> dict:
 
 
 def write_yaml(path: Path, data: dict) -> None:
-    """Write atomically (`delcli.files.atomic_path`)."""
+    """Write atomically (`delcli.files.write_bytes_atomic`)."""
     import yaml
 
-    from delcli.files import atomic_path
-
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-    with atomic_path(path) as temporary:
-        Path(temporary).write_text(text, encoding="utf-8")
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _join(prefix: str, name: str) -> str:

@@ -30,8 +30,8 @@ from rich.table import Table
 from delcli.data.benchmarks import BENCHMARKS
 from delcli.data.formats import read_annotations
 from delcli.evaluation.detection_map import align_predictions, detection_map
+from delcli.evaluation.map_oracle import reference_average_precision
 from delcli.evaluation.predictions import read_predictions
-from delcli.evaluation.reference import reference_average_precision
 from delcli.resources import resource_path
 
 

@@ -2,7 +2,7 @@
 
 A video is N (segment, class, score) candidates, as after ActionFormer's pre-NMS
 top-k. Prints one table: median ms per video for `delcli.inference.batched_nms`
-and for `delcli.inference.reference.reference_batched_nms`, and whether the two
+and for `delcli.inference.nms_oracle.reference_batched_nms`, and whether the two
 keep the same candidates with the same scores.
 
     python scripts/bench_nms.py --videos 5 --repeats 5
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from delcli.inference import Detections, batched_nms
-from delcli.inference.reference import reference_batched_nms
+from delcli.inference.nms_oracle import reference_batched_nms
 
 
 @dataclass(frozen=True)

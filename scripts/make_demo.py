@@ -55,7 +55,7 @@ def record_in_manifest(weights: Path) -> None:
 
 def showcase(events: list[dict]) -> tuple[bool, int, int]:
     """How much of the task a video shows: (an overlap, kinds of evidence, events)."""
-    from delcli.data.synth_video import CLASSES
+    from delcli.synth.video import CLASSES
 
     evidence = {c.name: c.evidence for c in CLASSES}
     overlap, reach = False, float("-inf")

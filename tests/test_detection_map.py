@@ -13,8 +13,8 @@ from delcli.evaluation.detection_map import (
     align_predictions,
     detection_map,
 )
+from delcli.evaluation.map_oracle import interpolated_average_precision, reference_average_precision
 from delcli.evaluation.predictions import read_predictions
-from delcli.evaluation.reference import interpolated_average_precision, reference_average_precision
 from delcli.evaluation.scoring import score_predictions
 
 from helpers import make_ground_truth, write_database, write_results

@@ -20,7 +20,6 @@ import torch
 
 from delcli.cli.app import main
 from delcli.data.batch import TimeGrid
-from delcli.data.synth_video import CLASSES as SYNTH_CLASSES
 from delcli.errors import ConfigError, ExportError
 from delcli.export.graph import ExportGraph, example_inputs, min_steps, time_multiple
 from delcli.export.runtime import OnnxNetwork
@@ -29,6 +28,7 @@ from delcli.files import atomic_path
 from delcli.inference.predictor import video_detections
 from delcli.model.del_model import DELModel
 from delcli.recipe import load_recipe, recipe_to_dict
+from delcli.synth.video import CLASSES as SYNTH_CLASSES
 from delcli.weights import load_model, save_weights
 
 pytest.importorskip("onnxruntime")

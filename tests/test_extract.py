@@ -14,7 +14,6 @@ from delcli.cli import app as cli_app
 from delcli.cli import extract_cmd
 from delcli.data.batch import TimeGrid
 from delcli.data.dataset import FeatureDataset
-from delcli.data.synth_video import SynthVideoConfig, write_synth_videos
 from delcli.errors import ConfigError
 from delcli.extract import METADATA, extract_folder, read_metadata
 from delcli.features import GRID_PRESETS, FeatureGrid, get_extractor
@@ -27,6 +26,7 @@ from delcli.features.pipeline import (
 )
 from delcli.io import MediaError, probe
 from delcli.recipe import load_recipe
+from delcli.synth.video import SynthVideoConfig, write_synth_videos
 
 GRID = GRID_PRESETS["basic"]
 DIMS = {"basic_visual": 75, "basic_audio": 98}

@@ -20,9 +20,9 @@ import torch
 from delcli.errors import ConfigError, WeightsError
 from delcli.hub import download
 from delcli.hub.download import fetch
-from delcli.hub.manifest import HubFile, WeightsManifest, check_manifest
+from delcli.hub.manifest import HubFile, WeightsManifest
 from delcli.model.del_model import DELModel
-from delcli.recipe import load_recipe, zoo_names
+from delcli.recipe import check_manifest, load_recipe, zoo_names
 from delcli.settings import from_dict
 from delcli.weights import load_model, packaged_weights, resolve_weights, save_weights
 
@@ -109,7 +109,8 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
 
 
 class FakeHub(BaseHTTPRequestHandler):
-    """The resolve route of the Hub (deps_probe §4): HEAD/GET /{org}/{name}/resolve/{rev}/{file}."""
+    """The Hub's resolve route, as huggingface_hub calls it:
+    HEAD/GET /{org}/{name}/resolve/{rev}/{file}."""
 
     def do_HEAD(self) -> None:
         self.answer(body=False)

@@ -18,14 +18,8 @@ import torch
 from delcli.errors import ConfigError, WeightsError
 from delcli.features import EXTRACTORS, GRID_PRESETS, FeatureGrid, StreamOutput, get_extractor
 from delcli.features.flow import FLOW_METHODS, FlowMethod, get_flow_method
-from delcli.features.i3d import (
-    I3DExtractor,
-    InceptionI3d,
-    flow_to_input,
-    rgb_to_input,
-    same_padding,
-    stream_weight_specs,
-)
+from delcli.features.i3d import I3DExtractor, flow_to_input, rgb_to_input, stream_weight_specs
+from delcli.features.i3d_network import InceptionI3d, same_padding
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNAV = GRID_PRESETS["unav100"]

@@ -16,10 +16,10 @@ import pytest
 
 from delcli.cli.app import main
 from delcli.data.formats import read_annotations
-from delcli.data.synth_video import CLASSES
 from delcli.errors import DataError
 from delcli.evaluation.predictions import read_predictions
 from delcli.resources import resource_path
+from delcli.synth.video import CLASSES
 
 from helpers import write_database, write_results
 

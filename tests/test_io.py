@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from delcli.data.synth_video import EDGE_CASES, SynthVideoConfig, write_edge_cases
 from delcli.errors import ConfigError, DataError
 from delcli.io import MediaError, audio_blocks, frame_batches, iter_frames, probe, read_audio
 from delcli.io.video import frame_count, short_side_resize
+from delcli.synth.video import EDGE_CASES, SynthVideoConfig, write_edge_cases
 
 WIDTH, HEIGHT, FPS, SECONDS = 64, 48, 25, 3.0
 BITS = 8  # frame index encoded as 8 black/white vertical stripes (survives H.264)

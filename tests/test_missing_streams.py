@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from delcli.cli.app import main
-from delcli.data.synth_video import SynthVideoConfig
-from delcli.data.synth_video.edge_cases import edge_plan
-from delcli.data.synth_video.mp4 import write_video
+from delcli.synth.video import SynthVideoConfig
+from delcli.synth.video.edge_cases import edge_plan
+from delcli.synth.video.mp4 import write_video
 
 
 @pytest.fixture(scope="module")

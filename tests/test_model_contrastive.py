@@ -13,15 +13,13 @@ import torch.nn.functional as F
 
 from delcli.errors import DataError
 from delcli.model.config import ModelConfig
-from delcli.model.contrastive import (
+from delcli.model.contrastive import ScoreContrastive, inter_sample_loss, token_targets
+from delcli.model.intra_sample import (
     PairSelection,
-    ScoreContrastive,
     hardest_negatives,
-    inter_sample_loss,
     intra_sample_loss,
     positive_targets,
     select_pairs,
-    token_targets,
 )
 
 D, C, T = 16, 5, 12

@@ -1,7 +1,7 @@
 """Specification of post-processing: tIoU, greedy NMS, Soft-NMS, batched NMS, voting.
 
 Hand examples pin the semantics; property tests check the vectorised functions
-against the one-candidate-at-a-time loops in `delcli.inference.reference`.
+against the one-candidate-at-a-time loops in `delcli.inference.nms_oracle`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from delcli.errors import ConfigError
 from delcli.inference import NMSConfig, batched_nms, nms, segment_iou, soft_nms, tiou
-from delcli.inference.reference import (
+from delcli.inference.nms_oracle import (
     reference_batched_nms,
     reference_nms,
     reference_soft_nms,

@@ -30,9 +30,7 @@ from helpers import TINY_MODEL
     scale=st.floats(0.01, 100),
     seed=st.integers(0, 2**16),
 )
-def test_streamed_statistics_equal_the_whole_concatenation_in_float64(
-    lengths, offset, scale, seed
-):
+def test_streamed_statistics_equal_the_whole_concatenation_in_float64(lengths, offset, scale, seed):
     rng = np.random.default_rng(seed)
     arrays = [(offset + scale * rng.normal(size=(n, 5))).astype(np.float32) for n in lengths]
     mean, std, count = channel_statistics(torch.from_numpy(a) for a in arrays)
@@ -147,8 +145,7 @@ def test_training_stores_the_training_splits_exact_statistics_with_the_weights(t
             )
             assert int(tensors[f"norm_{stream}.count"]) == whole.shape[0]
     notes = [
-        json.loads(line)
-        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
     assert any("input normalisation from 6 training videos" in n.get("message", "") for n in notes)
 

@@ -20,8 +20,6 @@ from delcli.cli import app as app_module
 from delcli.cli import predict_cmd
 from delcli.cli.app import main
 from delcli.data.batch import TimeGrid
-from delcli.data.synth_video import CLASSES as SYNTH_CLASSES
-from delcli.data.synth_video import SynthVideoConfig, write_synth_videos
 from delcli.errors import ConfigError
 from delcli.evaluation.predictions import read_predictions
 from delcli.features import GRID_PRESETS
@@ -33,6 +31,8 @@ from delcli.inference.video import (
 )
 from delcli.model.del_model import DELModel
 from delcli.recipe import load_recipe
+from delcli.synth.video import CLASSES as SYNTH_CLASSES
+from delcli.synth.video import SynthVideoConfig, write_synth_videos
 from delcli.weights import save_weights
 
 CLASSES = [c.name for c in SYNTH_CLASSES]

@@ -13,12 +13,13 @@ from delcli.cli import app as cli_app
 from delcli.cli import data_cmd
 from delcli.data.benchmarks import get_benchmark
 from delcli.data.formats import read_annotations
-from delcli.data.synth import SIZES, synth_config, write_synth_dataset
-from delcli.data.synth_signal import EVIDENCE_TYPES, make_design
-from delcli.data.synth_stats import grid_length, step_centres, step_labels
 from delcli.errors import ConfigError, DataError
 from delcli.recipe import load_recipe
 from delcli.resources import resource_path
+from delcli.synth.config import SIZES, synth_config
+from delcli.synth.features import write_synth_dataset
+from delcli.synth.signal import EVIDENCE_TYPES, make_design
+from delcli.synth.stats import grid_length, step_centres, step_labels
 
 ZOO_SYNTH = Path(__file__).parent.parent / "zoo" / "synth.yaml"
 UNAV = resource_path(get_benchmark("unav100").annotation_file)
@@ -278,7 +279,7 @@ def test_unav100_geometry_has_the_benchmarks_dims_offsets_and_8_bit_audio(unav_g
 def test_unav100_geometry_keeps_the_class_evidence_linearly_readable():
     """The toy streams (where the class evidence lives) are recovered from the benchmark
     streams by one linear map fitted on some videos and applied to others."""
-    from delcli.data.synth_geometry import make_geometry, to_benchmark_geometry
+    from delcli.synth.geometry import make_geometry, to_benchmark_geometry
 
     rng = np.random.default_rng(0)
     latent = {"rgb": 64, "flow": 64, "vggish": 64}

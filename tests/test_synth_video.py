@@ -11,12 +11,12 @@ import pytest
 from delcli.cli import app as cli_app
 from delcli.cli import data_cmd
 from delcli.data.formats import read_annotations
-from delcli.data.synth_video import CLASSES, EDGE_CASES, SynthVideoConfig, write_synth_videos
-from delcli.data.synth_video.mp4 import write_video
-from delcli.data.synth_video.render import COLOURS
-from delcli.data.synth_video.timeline import MAX_CONCURRENT, Event, VideoPlan, plan_videos
 from delcli.errors import ConfigError
 from delcli.io import iter_frames, probe, read_audio
+from delcli.synth.video import CLASSES, EDGE_CASES, SynthVideoConfig, write_synth_videos
+from delcli.synth.video.mp4 import write_video
+from delcli.synth.video.render import COLOURS
+from delcli.synth.video.timeline import MAX_CONCURRENT, Event, VideoPlan, plan_videos
 
 SMALL = SynthVideoConfig(videos=3, seed=0, min_duration=3.0, max_duration=4.0, width=64, height=48)
 FPS = 25

@@ -93,7 +93,8 @@ def synth_command(
 ) -> None:
     from dataclasses import asdict
 
-    from delcli.data.synth import synth_config, write_synth_dataset
+    from delcli.synth.config import synth_config
+    from delcli.synth.features import write_synth_dataset
 
     config = synth_config(
         size=size,
@@ -149,7 +150,7 @@ def synth_video_command(
         StatsFormat.table, "--format", "-f", help="table for people, json for machines."
     ),
 ) -> None:
-    from delcli.data.synth_video import SynthVideoConfig, write_synth_videos
+    from delcli.synth.video import SynthVideoConfig, write_synth_videos
 
     low, high = parse_pair(duration_range, ":", "--duration-range", "8:20", float)
     width, height = parse_pair(size, "x", "--size", "160x120", int)
@@ -198,7 +199,7 @@ def synth_video_summary(result) -> dict:
     from collections import Counter
     from dataclasses import asdict
 
-    from delcli.data.synth_video import CLASSES
+    from delcli.synth.video import CLASSES
 
     events = Counter(e.label for plan in result.plans for e in plan.events)
     minutes = result.video_seconds / 60

@@ -142,7 +142,8 @@ def predict_command(
     ),
 ) -> int:
     from delcli.device import resolve_device
-    from delcli.inference.video import class_names, predict_video
+    from delcli.inference.video import predict_video
+    from delcli.recipe import class_names
 
     if demo:
         videos, annotations = demo_inputs(videos, list_file, annotations, plot is not None)

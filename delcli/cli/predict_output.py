@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from delcli.cli.output import note, stdout_console
 from delcli.errors import ConfigError
-from delcli.files import STDOUT, atomic_path
+from delcli.files import STDOUT, atomic_path, write_bytes_atomic
 
 if TYPE_CHECKING:
     from delcli.data.annotations import Annotations
@@ -237,8 +237,7 @@ class EventWriter:
             self.stream.flush()
             return
         target = self.path / f"{result.video_id}{PER_VIDEO[self.kind]}"
-        with atomic_path(target) as temporary:
-            Path(temporary).write_text(text, encoding="utf-8")
+        write_bytes_atomic(target, text.encode("utf-8"))
 
     def _results_document(self) -> dict:
         from delcli import __version__

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-from delcli.cli.output import progress_bar, stderr_console, stdout_console
+from delcli.cli.output import stdout_console
+from delcli.cli.train_progress import TrainProgress, check_run_dir, count
 from delcli.cli.train_videos import VIDEOS_HELP
 from delcli.errors import ConfigError, DelError, Terminated
 
@@ -196,7 +197,7 @@ def _train(context, recipe_arg, overrides, features, annotations, out, resume, e
     if context.is_main:  # one decision (the default name has a timestamp), shared
         try:
             run_dir = _choose_run_dir(out, recipe.name, resume)
-            _check_run_dir(run_dir, resume)
+            check_run_dir(run_dir, resume)
             if resume:
                 check_same_recipe(recipe, run_dir)
         except ConfigError as error:
@@ -207,7 +208,7 @@ def _train(context, recipe_arg, overrides, features, annotations, out, resume, e
 
     from delcli.train.engine import TrainingDiverged
 
-    progress = _Progress(run_dir) if context.is_main else None
+    progress = TrainProgress(run_dir) if context.is_main else None
     try:
         result = fit(
             recipe,
@@ -258,82 +259,6 @@ def _choose_run_dir(out: Path | None, name: str, resume: bool) -> Path:
     return Path("runs") / f"{name}-{stamp}"
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir}: exists and is not a directory")
-    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
-        raise ConfigError(
-            f"--out {run_dir} is not empty; pass --resume to continue that run, "
-            "or choose another --out"
-        )
-
-
-class _Progress:
-    """Rich progress on stderr: one bar over all steps, a line per evaluation."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.console = stderr_console()
-        self.run_dir = run_dir
-        self.bar = progress_bar(status=True, transient=False, console=self.console)
-        self.task = None
-        self.epochs = 0
-        self.speed = ""
-
-    def handle(self, event: dict) -> None:
-        kind = event["event"]
-        if kind in ("start", "resume"):
-            self.epochs = event["epochs"]
-            self.console.print(f"[dim]run:[/dim] {self.run_dir}", highlight=False)
-            if kind == "resume":
-                self.console.print(
-                    f"resuming after epoch {event['epoch']} (step {event['step']})",
-                    highlight=False,
-                )
-            self.console.print(
-                f"{event['train_videos']} training / {event['val_videos']} validation videos · "
-                f"{_count(event['epochs'], 'epoch')} × "
-                f"{_count(event['steps_per_epoch'], 'step')} · "
-                f"batch {event['batch_size']} · {_count(event['processes'], 'process')} on "
-                f"{event['device']}",
-                highlight=False,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(
-                self._description(event["epoch"] + 1),
-                total=event["total_steps"],
-                completed=event["step"],
-                status="",
-            )
-        elif kind == "step" and self.task is not None:
-            status = f"loss {event['loss']:.4f} · lr {event['lr']:.2e}{self.speed}"
-            self.bar.update(
-                self.task,
-                completed=event["step"],
-                description=self._description(event["epoch"]),
-                status=status,
-            )
-        elif kind in ("train", "epoch"):
-            self.speed = f" · {event['videos_per_s']:.1f} videos/s"
-        elif kind == "validate" and self.task is not None:
-            self.bar.update(self.task, status=f"validating {event['videos']} videos…")
-        elif kind == "eval":
-            self.bar.update(self.task, status="")
-            mark = " [green](best)[/green]" if event["best"] else ""
-            self.bar.console.print(
-                f"epoch {event['epoch']}: validation avg mAP {100 * event['average_map']:.2f}{mark}"
-            )
-        elif kind == "note":
-            self.bar.console.print(f"[dim]note:[/dim] {event['message']}", highlight=False)
-
-    def _description(self, epoch: int) -> str:
-        return f"epoch {epoch}/{self.epochs}"
-
-    def stop(self) -> None:
-        if self.task is not None:
-            self.bar.stop()
-            self.task = None
-
-
 def _print_result(result) -> None:
     from rich.table import Table
 
@@ -341,7 +266,7 @@ def _print_result(result) -> None:
     console.print(f"run: {result.run_dir}", highlight=False, soft_wrap=True)
     if not result.validated or result.best_map is None:
         console.print(
-            f"trained {_count(result.epochs, 'epoch')} ({_count(result.steps, 'step')}) in "
+            f"trained {count(result.epochs, 'epoch')} ({count(result.steps, 'step')}) in "
             f"{result.seconds:.0f} s; "
             "no validation split: best.safetensors = the last epoch",
             highlight=False,
@@ -351,7 +276,7 @@ def _print_result(result) -> None:
     table = Table(
         title=f"best epoch {result.best_epoch} · validation mAP (%)",
         caption=f"avg = mean over tIoU {', '.join(sorted(averaged, key=float))} · "
-        f"{_count(result.epochs, 'epoch')}, {_count(result.steps, 'step')}, "
+        f"{count(result.epochs, 'epoch')}, {count(result.steps, 'step')}, "
         f"{result.seconds:.0f} s",
         title_justify="left",
         caption_justify="left",
@@ -365,8 +290,3 @@ def _print_result(result) -> None:
         f"{100 * result.best_map:.2f}",
     )
     console.print(table)
-
-
-def _count(number: int, noun: str) -> str:
-    plural = "es" if noun.endswith("s") else "s"
-    return f"{number} {noun}{'' if number == 1 else plural}"

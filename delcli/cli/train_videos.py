@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from delcli.cli.output import stderr_console
+from delcli.cli.train_progress import TrainProgress, check_run_dir, count
 from delcli.errors import ConfigError
 
 VIDEOS_HELP = (
@@ -60,9 +61,7 @@ def train_own_videos(
     ratios = parse_ratios(split_ratios)
     name = (videos or list_file).resolve().stem or "videos"
     run_dir = out or Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    from delcli.cli.train_cmd import _check_run_dir  # train_cmd imports this module
-
-    _check_run_dir(run_dir, resume)
+    check_run_dir(run_dir, resume)
     overrides = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
     device_name = pick_device(device)
     own = OwnVideos(
@@ -103,10 +102,9 @@ def train_own_videos(
         f"{prepared.extracted} extracted, {prepared.reused} reused"
     )
 
-    from delcli.cli.train_cmd import _count, _Progress
     from delcli.train.engine import TrainingDiverged, fit
 
-    bar = _Progress(run_dir)
+    bar = TrainProgress(run_dir)
     try:
         result = fit(
             prepared.recipe,
@@ -123,7 +121,7 @@ def train_own_videos(
     finally:
         bar.stop()
     stage(
-        f"trained {_count(result.epochs, 'epoch')} ({_count(result.steps, 'step')}) "
+        f"trained {count(result.epochs, 'epoch')} ({count(result.steps, 'step')}) "
         f"in {result.seconds:.0f} s; run: {run_dir}"
     )
     split = prepared.recipe.data.test_split

@@ -81,7 +81,7 @@ def zoo_recipe(name: str) -> Recipe:
 def weights_state(recipe: Recipe) -> tuple[bool | None, str | None]:
     """(are the weights here?, where) — None for weights that do not exist yet."""
     from delcli.hub.download import cached
-    from delcli.hub.manifest import manifest_of
+    from delcli.recipe import manifest_of
     from delcli.weights import packaged_weights
 
     manifest = manifest_of(recipe)
@@ -96,7 +96,7 @@ def weights_state(recipe: Recipe) -> tuple[bool | None, str | None]:
 
 def summary(recipe: Recipe) -> dict[str, Any]:
     """The manifest of one model as plain data (what `show --format json` prints)."""
-    from delcli.hub.manifest import check_manifest, manifest_of
+    from delcli.recipe import check_manifest, manifest_of
     from delcli.settings import to_dict
 
     check_manifest(recipe)
@@ -192,7 +192,7 @@ def download_command(
     force: bool = typer.Option(False, "--force", help="Download again even when cached."),
 ) -> None:
     from delcli.hub.download import extractor_weights, fetch, verify_packaged
-    from delcli.hub.manifest import check_manifest, manifest_of
+    from delcli.recipe import check_manifest, manifest_of
     from delcli.weights import packaged_weights
 
     recipe = zoo_recipe(name)

@@ -1,7 +1,7 @@
 """The benchmarks `del` knows: evaluation protocol and bundled ground truth.
 
-Threshold sets follow each benchmark's standard protocol (README, "del eval: score
-detections"). UnAV-100 papers print the 0.5…0.9 columns but average over 0.1…0.9; `paper_tious`
+Threshold sets follow each benchmark's standard protocol (README.md § Protocols).
+UnAV-100 papers print the 0.5…0.9 columns but average over 0.1…0.9; `paper_tious`
 marks the printed ones.
 """
 

@@ -9,6 +9,8 @@ Layouts are `StreamSpec` patterns relative to the feature root: UnAV-100
 `{video}_rgb.npy` + `{video}_flow.npy` / `{video}_vggish.npy`; ActionFormer
 `{video}.npy` in one folder per modality; ActivityNet `v_{video}.npy` (an id
 that already carries the `v_` prefix is tried without it, and vice versa).
+The annotations' side — which file, each video's fps, the targets in grid
+steps — is `delcli.data.ground_truth`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from delcli.data.annotations import Annotations
 from delcli.data.batch import TimeGrid, VideoItem
-from delcli.data.benchmarks import get_benchmark
 from delcli.data.features import (
     CorruptFeatures,
     apply_alignment,
@@ -31,12 +29,18 @@ from delcli.data.features import (
     plan_alignment,
     probe_shape,
 )
-from delcli.data.formats import read_annotations, read_json
+from delcli.data.formats import read_annotations
+from delcli.data.ground_truth import (
+    annotation_path,
+    epic_task,
+    event_targets,
+    keep_videos,
+    video_fps,
+)
 from delcli.data.transforms import crop_generator, random_truncate
 from delcli.errors import ConfigError, DataError
 from delcli.model.config import ModelConfig
 from delcli.recipe import DataConfig, StreamSpec
-from delcli.resources import resource_path
 
 _LISTED = 5  # videos named in a "features missing" error
 
@@ -72,12 +76,12 @@ class FeatureDataset(Dataset):
         self._root = Path(root).expanduser() if root is not None else None
         self._check_root()
 
-        source = _annotation_path(data, annotations)
-        everything = read_annotations(source, epic_task=_epic_task(data))
+        source = annotation_path(data, annotations)
+        everything = read_annotations(source, epic_task=epic_task(data))
         ground_truth = everything.select_split(split)
         self.classes = list(data.classes) if data.classes is not None else list(everything.classes)
         self.class_agnostic = model.num_classes == 1 and len(self.classes) > 1
-        fps = _video_fps(data, source, ground_truth)
+        fps = video_fps(data, source, ground_truth)
 
         usable: list[int] = []
         self._files, self._grids, self._declared = [], [], []
@@ -101,9 +105,10 @@ class FeatureDataset(Dataset):
             self._grids.append(grid)
             self._declared.append(declared)
         self._report_problems(len(ground_truth.video_ids))
-        self.annotations = _keep_videos(ground_truth, usable, self.classes)
+        self.annotations = keep_videos(ground_truth, usable, self.classes)
         self.video_ids = list(self.annotations.video_ids)
-        self._targets = self._build_targets()
+        self._targets, notes = event_targets(self.annotations, self._grids, self.class_agnostic)
+        self.warnings.extend(notes)
 
     # -- construction -------------------------------------------------------
 
@@ -224,39 +229,6 @@ class FeatureDataset(Dataset):
                     "folder holding the files the recipe names)"
                 )
 
-    def _build_targets(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per video: event boundaries in grid steps (clipped to the duration,
-        zero-length and duplicate events dropped) and their labels."""
-        gt = self.annotations
-        order = np.argsort(gt.event_video, kind="stable")
-        starts = np.searchsorted(gt.event_video[order], np.arange(gt.num_videos + 1))
-        dropped = 0
-        targets = []
-        for v, video in enumerate(self.video_ids):
-            events = order[starts[v] : starts[v + 1]]
-            seconds, labels = gt.segments[events].copy(), gt.labels[events]
-            duration = gt.durations[v]
-            if math.isfinite(duration):
-                outside = (seconds[:, 1] > duration) | (seconds[:, 0] < 0)
-                if outside.any():
-                    self.warnings.append(
-                        f"video '{video}': {int(outside.sum())} event(s) extend beyond its "
-                        f"duration ({duration:g} s); clipped to it"
-                    )
-                seconds = seconds.clip(0, duration)
-            keep = _distinct_events(seconds, labels)
-            dropped += len(keep) - int(keep.sum())
-            steps = self._grids[v].to_steps(torch.from_numpy(seconds[keep]))
-            labels = torch.from_numpy(labels[keep]).long()
-            if self.class_agnostic:
-                labels = torch.zeros_like(labels)
-            targets.append((steps.to(torch.float32).reshape(-1, 2), labels))
-        if dropped:
-            self.warnings.append(
-                f"{dropped} zero-length or duplicate event(s) left out of the training targets"
-            )
-        return targets
-
     # -- items --------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -329,85 +301,3 @@ def _used_streams(data: DataConfig, model: ModelConfig) -> dict[str, StreamSpec]
             )
         streams[name] = spec
     return streams
-
-
-def _annotation_path(data: DataConfig, override: str | Path | None) -> Path:
-    if override is not None:
-        return Path(override).expanduser()
-    if data.annotations is not None:
-        return Path(data.annotations).expanduser()
-    if data.benchmark is None:
-        raise ConfigError("data.annotations is not set and data.benchmark names no bundled file")
-    return resource_path(get_benchmark(data.benchmark).annotation_file)
-
-
-def _epic_task(data: DataConfig) -> str | None:
-    return get_benchmark(data.benchmark).epic_task if data.benchmark else None
-
-
-def _video_fps(data: DataConfig, source: Path, gt: Annotations) -> dict[str, float]:
-    """Per-video fps: `data.fps` for all, else each video's `fps` in the annotation JSON."""
-    if data.fps is not None:
-        return dict.fromkeys(gt.video_ids, float(data.fps))
-    needed = data.resize_length is None
-    if source.name.removesuffix(".gz").endswith(".csv"):
-        database = {}
-    else:
-        database = read_json(source)
-        database = database.get("database", {}) if isinstance(database, dict) else {}
-    fps = {}
-    for video in gt.video_ids:
-        value = (
-            database.get(video, {}).get("fps") if isinstance(database.get(video), dict) else None
-        )
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            fps[video] = float(value)
-    lacking = [v for v in gt.video_ids if v not in fps]
-    if needed and lacking:
-        raise DataError(
-            f"{source}: {len(lacking)} video(s) have no 'fps' (e.g. '{lacking[0]}') and data.fps "
-            "is not set; set data.fps"
-        )
-    return fps
-
-
-def _keep_videos(gt: Annotations, keep: list[int], classes: list[str]) -> Annotations:
-    """The videos `keep` of `gt`, their labels re-indexed into `classes`."""
-    mask = np.zeros(gt.num_videos, dtype=bool)
-    mask[keep] = True
-    index = {name: i for i, name in enumerate(classes)}
-    remap = np.array([index.get(name, -1) for name in gt.classes], dtype=np.int64)
-    events = mask[gt.event_video]
-    labels = remap[gt.labels[events]]
-    if (labels < 0).any():
-        event = int(np.flatnonzero(events)[int(np.argmax(labels < 0))])
-        name = gt.classes[gt.labels[event]]
-        raise DataError(
-            f"{gt.source}: video '{gt.video_ids[gt.event_video[event]]}' has label '{name}', "
-            f"which is not in data.classes ({len(classes)} classes)"
-        )
-    new_index = np.cumsum(mask) - 1
-    return Annotations(
-        video_ids=[gt.video_ids[v] for v in keep],
-        durations=gt.durations[mask],
-        subsets=[gt.subsets[v] for v in keep],
-        classes=list(classes),
-        event_video=new_index[gt.event_video[events]],
-        segments=gt.segments[events],
-        labels=labels,
-        source=gt.source,
-    )
-
-
-def _distinct_events(
-    seconds: np.ndarray, labels: np.ndarray, tolerance: float = 1e-3
-) -> np.ndarray:
-    """Mask of events with positive length, first of each (label, boundaries ± tolerance)."""
-    keep = seconds[:, 1] - seconds[:, 0] > 0
-    seen = set()
-    for row in np.flatnonzero(keep):
-        key = (int(labels[row]), *np.round(seconds[row] / tolerance).astype(np.int64).tolist())
-        if key in seen:
-            keep[row] = False
-        seen.add(key)
-    return keep

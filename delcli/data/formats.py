@@ -1,4 +1,5 @@
-"""Readers for the annotation formats the field uses, into `Annotations`.
+"""Readers for the annotation formats the field uses, into `Annotations`, and the
+one writer of the form del writes (`database_json`).
 
 Formats (detected from the file, see `read_annotations`):
 - ActivityNet / ActionFormer / UnAV JSON: `{"database": {vid: {"subset",
@@ -20,6 +21,7 @@ import gzip
 import io
 import json
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +201,30 @@ def read_database_json(data: dict, source: str) -> Annotations:
         named = set(classes)  # only when it names every label
         classes = classes if all(label in named for *_, label in events) else None
     return build_annotations(videos, events, classes or _classes_from_ids(label_ids), source)
+
+
+def database_json(
+    version: str,
+    classes: Sequence[str],
+    videos: Iterable[tuple[str, str, float, Iterable[tuple[float, float, int]]]],
+    fps: float | None = None,
+) -> dict:
+    """`{"version", "classes", "database": {vid: {...}}}` of `(video_id, subset, duration,
+    events)`, each event `(start s, end s, class index)`: the ActivityNet / UnAV form
+    `read_database_json` reads, with every class listed (events or not) and each
+    video's `fps` when given. What `del data synth`, `synth-video` and `train --videos`
+    write."""
+    database = {}
+    for video_id, subset, duration, events in videos:
+        entry: dict[str, Any] = {"subset": subset, "duration": duration}
+        if fps is not None:
+            entry["fps"] = fps
+        entry["annotations"] = [
+            {"segment": [start, end], "label": classes[label], "label_id": label}
+            for start, end, label in events
+        ]
+        database[video_id] = entry
+    return {"version": version, "classes": list(classes), "database": database}
 
 
 def _sibling(path: Path, name: str) -> Path | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from delcli.data.annotations import canonical_split
+from delcli.data.formats import database_json
 from delcli.data.labels import LabelFile, LabelRow
 from delcli.errors import ConfigError, DataError
 
@@ -141,17 +142,19 @@ class CheckedLabels:
             by_video[event.video].append(event)
         classes = self.classes
         index = {name: i for i, name in enumerate(classes)}
-        database = {}
-        for video in self.videos():
-            entry = {"subset": self.splits.get(video, "train"), "duration": self.durations[video]}
-            if fps is not None:
-                entry["fps"] = fps
-            entry["annotations"] = [
-                {"segment": [e.start, e.end], "label": e.label, "label_id": index[e.label]}
-                for e in sorted(by_video[video], key=lambda e: (e.start, e.end, e.label))
-            ]
-            database[video] = entry
-        return {"version": version, "classes": classes, "database": database}
+        entries = [
+            (
+                video,
+                self.splits.get(video, "train"),
+                self.durations[video],
+                [
+                    (e.start, e.end, index[e.label])
+                    for e in sorted(by_video[video], key=lambda e: (e.start, e.end, e.label))
+                ],
+            )
+            for video in self.videos()
+        ]
+        return database_json(version, classes, entries, fps)
 
 
 def check_labels(

@@ -57,8 +57,7 @@ def export_metadata(recipe: Recipe) -> dict[str, str]:
     """The metadata entries (strings of JSON) of `recipe`'s network, see the module docstring."""
     from delcli import __version__
     from delcli.export.graph import OUTPUT_NAMES, input_names, max_steps, min_steps, time_multiple
-    from delcli.inference.video import class_names
-    from delcli.recipe import recipe_to_dict
+    from delcli.recipe import class_names, recipe_to_dict
 
     model, data = recipe.model, recipe.data
     values = {

@@ -1,10 +1,11 @@
 """Optical flow between consecutive frames, for the I3D flow stream.
 
 A `FlowMethod` turns N+1 frames into N flow fields in pixels (x right, y down).
-The UnAV-100 features used RAFT/PWC-Net flow (UnAV's released features); the methods
-here are the ones that run without a flow network: OpenCV's Farnebäck
-(`pip install del-av[flow]`), OpenCV-contrib's TV-L1 (the flow of the original
-I3D paper), and `zeros` for an RGB-only run. Other methods (RAFT, …) plug in by
+The UnAV-100 features used a flow network, RAFT or PWC-Net
+(docs/conventions.md § UnAV-100's released features); the methods here are the
+ones that run without a flow network: OpenCV's Farnebäck (`pip install
+del-av[flow]`), OpenCV-contrib's TV-L1 (the flow of the original I3D paper),
+and `zeros` for an RGB-only run. Other methods (RAFT, …) plug in by
 subclassing `FlowMethod` and passing an instance to the extractor.
 """
 

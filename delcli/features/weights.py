@@ -13,11 +13,11 @@ read, never a pickle.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from delcli.errors import WeightsError
+from delcli.hub.download import fetch_repo_file
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -41,15 +41,6 @@ def parse_hf_spec(spec: str) -> tuple[str, str, str | None]:
     return f"{org}/{name}", filename, revision
 
 
-def hub_cache_dir() -> Path | None:
-    """The Hugging Face cache the environment names now (None: the library default)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return None
-
-
 def resolve_weights_file(spec: str) -> Path:
     """The local file a weights spec points to; `WeightsError` if there is none."""
     if spec.startswith(HF_SCHEME):
@@ -63,8 +54,6 @@ def resolve_weights_file(spec: str) -> Path:
 
 
 def _from_hub_cache(spec: str) -> Path:
-    from delcli.hub.download import fetch_repo_file
-
     repo, filename, revision = parse_hf_spec(spec)
     return fetch_repo_file(repo, filename, revision)
 

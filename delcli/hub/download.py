@@ -58,12 +58,12 @@ def offline() -> bool:
 
 
 def cache_dir() -> Path:
-    """The Hugging Face hub cache the environment names now."""
-    from delcli.features.weights import hub_cache_dir
-
-    found = hub_cache_dir()
-    if found is not None:
-        return found
+    """The Hugging Face hub cache the environment names now: `HF_HUB_CACHE`, else
+    `HF_HOME`/hub, else the library default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)

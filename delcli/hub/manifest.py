@@ -32,13 +32,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from delcli.errors import ConfigError
 from delcli.settings import from_dict
-
-if TYPE_CHECKING:
-    from delcli.recipe import Recipe
 
 Status = Literal["published", "unpublished", "packaged"]
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -146,23 +143,6 @@ def _extractor_entry(value: Any, key: str) -> HubFile | dict[str, HubFile] | Non
         check_file(entry, f"{key}.{stream}", FILE_FIELDS)
         streams[stream] = entry
     return streams
-
-
-def manifest_of(recipe: Recipe) -> WeightsManifest:
-    """The recipe's weights block; a recipe without one is unpublished."""
-    return recipe.weights if recipe.weights is not None else WeightsManifest()
-
-
-def check_manifest(recipe: Recipe) -> None:
-    """Cross-checks a lone block cannot make: its extractors are the recipe's."""
-    manifest = manifest_of(recipe)
-    names = [spec.name for spec in recipe.features.extractors] if recipe.features else []
-    for name in manifest.extractors:
-        if name not in names:
-            raise ConfigError(
-                f"weights.extractors.{name}: not an extractor of recipe '{recipe.name}' "
-                f"(its extractors: {', '.join(names) or 'none'})"
-            )
 
 
 def manifest_block(entry: HubFile, status: Status = "published") -> dict[str, Any]:

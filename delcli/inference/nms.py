@@ -11,7 +11,7 @@ for Soft-NMS) with two choices made explicit:
 All classes run at once: candidates are packed into a `(classes, width)` matrix
 and each round of the selection loop picks one segment in every class that
 still has candidates, so the loop runs as often as the busiest class keeps a
-segment, not once per candidate. `delcli.inference.reference` holds the
+segment, not once per candidate. `delcli.inference.nms_oracle` holds the
 one-candidate-at-a-time loops that the tests compare against.
 """
 

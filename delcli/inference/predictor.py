@@ -15,9 +15,10 @@ Clamping before NMS follows docs/model.md §9 (ActionFormer clamps after NMS; th
 difference only touches segments that cross the video's ends). The seconds map is
 affine with a positive scale, so NMS in seconds equals NMS in steps otherwise.
 
-**External classification scores** (ActivityNet, as ActionFormer and TriDet do it):
-the model localises class-agnostically (`num_classes: 1`, trained with every event
-in one class); a video-level classifier names the events. As ActionFormer's
+**External classification scores** (ActivityNet; where they come from:
+docs/conventions.md § External classification scores): the model localises
+class-agnostically (`num_classes: 1`, trained with every event in one class); a
+video-level classifier names the events. As ActionFormer's
 `postprocess_results`, the segments that survive NMS become proposals (their
 labels, if the model has several classes, are ignored); each proposal is emitted
 once for each of the video's `recipe.inference.external_top_k` best external
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from delcli.errors import ConfigError, DataError
-from delcli.files import atomic_path
+from delcli.files import write_bytes_atomic
 from delcli.inference.nms import Detections, NMSConfig, batched_nms
 
 if TYPE_CHECKING:
@@ -340,5 +341,4 @@ def write_results(
     payload = json.dumps(document).encode("utf-8")
     if path.suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
-    with atomic_path(path) as temporary:
-        Path(temporary).write_bytes(payload)
+    write_bytes_atomic(path, payload)

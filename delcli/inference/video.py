@@ -42,13 +42,13 @@ import numpy as np
 import torch
 
 from delcli.model.decode import Candidates
+from delcli.recipe import Recipe, class_names
 
 if TYPE_CHECKING:
     from delcli.data.batch import TimeGrid
     from delcli.features.base import Extractor
     from delcli.io import MediaInfo
     from delcli.model.del_model import DELModel
-    from delcli.recipe import Recipe
 
 WINDOW_OVERLAP = 0.5
 """Share of a window that overlaps the next one (rounded to the coarsest stride)."""
@@ -164,18 +164,6 @@ def window_candidates(
         for window, part in zip(group, model.candidates(replace(output, masks=masks)), strict=True):
             found.append(part._replace(segments=part.segments.float() + window.start))
     return Candidates(*(torch.cat(parts) for parts in zip(*found, strict=True)))
-
-
-def class_names(recipe: Recipe) -> list[str]:
-    """Names of the model's outputs: the recipe's classes; `event` for a class-agnostic
-    model (ActivityNet's, which needs external video-level scores to name events);
-    `class_<i>` when the weights name none."""
-    count, names = recipe.model.num_classes, recipe.data.classes
-    if names is not None and len(names) == count:
-        return list(names)
-    if count == 1:
-        return ["event"]
-    return [f"class_{i}" for i in range(count)]
 
 
 def detect_events(

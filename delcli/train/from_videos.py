@@ -33,6 +33,7 @@ from delcli.data.label_checks import (
 )
 from delcli.data.labels import read_labels
 from delcli.errors import ConfigError, DataError
+from delcli.files import write_json_atomic
 from delcli.recipe import Recipe, load_recipe, recipe_data
 
 ANNOTATIONS = "annotations.json"
@@ -136,7 +137,9 @@ def prepare_own_videos(
     own.run_dir.mkdir(parents=True, exist_ok=True)
     annotations = own.run_dir / ANNOTATIONS
     grid = extractors[0].grid
-    _write_json(annotations, checked.annotation_json(fps=grid.fps, version="del train --videos"))
+    write_json_atomic(
+        annotations, checked.annotation_json(fps=grid.fps, version="del train --videos")
+    )
     recipe = generate_recipe(own, checked, output_streams(extractors), grid, annotations, features)
     return PreparedRun(
         recipe, checked, problems, len(failed), len(report.done), len(report.skipped)
@@ -160,15 +163,6 @@ def video_duration(path: Path) -> float:
         raise
     except Exception as error:  # a decoder's own exception types
         raise DataError(f"unreadable ({type(error).__name__}: {error})") from None
-
-
-def _write_json(path: Path, data: dict) -> None:
-    import json
-
-    from delcli.files import atomic_path
-
-    with atomic_path(path) as temporary:
-        Path(temporary).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
 # -- the recipe -------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ def fit_input_normalization(model, dataset) -> str | None:
         offset = float((mean.abs() / std.clamp_min(1e-12)).median())
         parts.append(f"{name} {mean.shape[0]} channels, median |mean|/std {offset:.2g}")
     steps = next(iter(running.values())).count
-    return (
-        f"input normalisation from {len(dataset)} training videos ({steps} steps): "
-        + "; ".join(parts)
+    return f"input normalisation from {len(dataset)} training videos ({steps} steps): " + "; ".join(
+        parts
     )

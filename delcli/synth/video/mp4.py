@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from delcli.data.synth_video.render import Scene, render_audio
-from delcli.data.synth_video.timeline import SynthVideoConfig, VideoPlan
 from delcli.files import atomic_path
+from delcli.synth.video.render import Scene, render_audio
+from delcli.synth.video.timeline import SynthVideoConfig, VideoPlan
 
 
 def write_mp4(
@@ -93,5 +93,3 @@ def write_video(path: Path, plan: VideoPlan, config: SynthVideoConfig, **variant
             Path(temporary), scene, times, audio, config.sample_rate, config.fps,
             rotation=variant.get("rotation", 0), faststart=variant.get("faststart", True),
         )  # fmt: skip
-
-

@@ -7,23 +7,24 @@ folder not written here, are refused unless forced.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from delcli.data.synth_video.edge_cases import EDGE_CASES, write_edge_cases
-from delcli.data.synth_video.mp4 import write_video
-from delcli.data.synth_video.timeline import (
+from delcli.data.formats import database_json
+from delcli.errors import ConfigError, DataError
+from delcli.files import write_json_atomic
+from delcli.synth.manifest import read_manifest, settings_difference
+from delcli.synth.video.edge_cases import EDGE_CASES, write_edge_cases
+from delcli.synth.video.mp4 import write_video
+from delcli.synth.video.timeline import (
     CLASSES,
     GENERATOR,
     SynthVideoConfig,
     VideoPlan,
     plan_videos,
 )
-from delcli.errors import ConfigError, DataError
-from delcli.files import write_json_atomic
 
 MANIFEST = "synth_video.json"
 
@@ -57,14 +58,14 @@ def write_synth_videos(
         raise DataError(f"{out}: is a file; give a folder for the synthetic videos")
     manifest_path, videos = out / MANIFEST, out / "videos"
     settings = asdict(config)
-    previous = read_manifest(manifest_path)
+    previous = read_manifest(manifest_path, "del-synth-video", "del data synth-video")
     same = previous is not None and previous.get("settings") == settings
     same = same and previous.get("generator") == GENERATOR
     if previous is not None and not same:
         if not force:
             raise ConfigError(
                 f"{out} holds synthetic videos made with other settings "
-                f"({settings_difference(previous, settings)}); "
+                f"({settings_difference(previous.get('settings') or {}, settings, GENERATOR)}); "
                 "use --force to replace them, or choose another folder"
             )
         for old in videos.glob("synv_*.mp4"):
@@ -92,7 +93,14 @@ def write_synth_videos(
         if progress is not None:
             progress(index + 1, len(plans))
     seconds_taken = time.perf_counter() - clock
-    write_json_atomic(out / "annotations.json", annotation_json(plans, config))
+    classes = [c.name for c in CLASSES]
+    entries = [
+        (p.video_id, p.subset, p.duration, [(e.start, e.end, e.label) for e in p.events])
+        for p in plans
+    ]
+    write_json_atomic(
+        out / "annotations.json", database_json(GENERATOR, classes, entries, config.fps)
+    )
     written_edges = write_edge_cases(out / "edge_cases", config, force) if edge_cases else []
     manifest.update(
         complete=True,
@@ -100,47 +108,3 @@ def write_synth_videos(
     )
     write_json_atomic(manifest_path, manifest)
     return SynthVideoResult(out, plans, written, False, seconds_taken, seconds, written_edges)
-
-
-def annotation_json(plans: list[VideoPlan], config: SynthVideoConfig) -> dict:
-    """ActivityNet / UnAV form: `{"version", "classes", "database": {vid: {...}}}`."""
-    return {
-        "version": GENERATOR,
-        "classes": [c.name for c in CLASSES],
-        "database": {
-            plan.video_id: {
-                "subset": plan.subset,
-                "duration": plan.duration,
-                "fps": config.fps,
-                "annotations": [
-                    {
-                        "segment": [e.start, e.end],
-                        "label": CLASSES[e.label].name,
-                        "label_id": e.label,
-                    }
-                    for e in plan.events
-                ],
-            }
-            for plan in plans
-        },
-    }
-
-
-def settings_difference(previous: dict, settings: dict) -> str:
-    old = previous.get("settings") or {}
-    changed = [f"{k} {old.get(k)!r} → {v!r}" for k, v in settings.items() if old.get(k) != v]
-    return ", ".join(changed) or f"an older generator; this is {GENERATOR}"
-
-
-def read_manifest(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: unreadable ({error})") from None
-    if not isinstance(data, dict) or not str(data.get("generator", "")).startswith(
-        "del-synth-video"
-    ):
-        raise DataError(f"{path}: not written by 'del data synth-video'; choose another folder")
-    return data

@@ -16,7 +16,7 @@ from delcli.data.formats import read_annotations
 from delcli.errors import DataError
 
 if TYPE_CHECKING:
-    from delcli.data.synth import SynthConfig
+    from delcli.synth.config import SynthConfig
 
 SPLIT_SHARES = {"train": 0.7, "validation": 0.15, "test": 0.15}
 GEOMETRIC_P = 0.3

@@ -1,10 +1,10 @@
-"""Loop implementations of NMS, Soft-NMS and segment voting: the test oracle.
+"""The test oracle of `delcli.inference.nms`: slow, literal loops of NMS, Soft-NMS, voting.
 
-Slow on purpose. Each function is a direct transcription of the semantics in
-`delcli.inference.nms`, one candidate at a time in plain Python floats, so that
-it can be checked by eye. They take and return the same tensors as the
-vectorised functions, which the tests and `scripts/bench_nms.py` compare
-against these. Do not use them in the inference path.
+Slow on purpose, and never on the inference path. Each function is a direct
+transcription of the semantics in `delcli.inference.nms`, one candidate at a
+time in plain Python floats, so that it can be checked by eye. They take and
+return the same tensors as the vectorised functions, which the tests and
+`scripts/bench_nms.py` compare against these.
 """
 
 from __future__ import annotations

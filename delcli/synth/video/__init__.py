@@ -24,9 +24,9 @@ temporal rhythm):
 - `edge_cases`: awkward files for the decoders' tests.
 """
 
-from delcli.data.synth_video.edge_cases import EDGE_CASES, write_edge_cases
-from delcli.data.synth_video.folder import SynthVideoResult, write_synth_videos
-from delcli.data.synth_video.timeline import CLASSES, SynthVideoConfig, VideoClass
+from delcli.synth.video.edge_cases import EDGE_CASES, write_edge_cases
+from delcli.synth.video.folder import SynthVideoResult, write_synth_videos
+from delcli.synth.video.timeline import CLASSES, SynthVideoConfig, VideoClass
 
 __all__ = [
     "CLASSES",

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from delcli.data.synth_stats import grid_length, seconds_to_steps
+from delcli.synth.stats import grid_length, seconds_to_steps
 
 if TYPE_CHECKING:
-    from delcli.data.synth import SynthConfig
-    from delcli.data.synth_layout import VideoLayout
+    from delcli.synth.config import SynthConfig
+    from delcli.synth.layout import VideoLayout
 
 EVIDENCE_TYPES = ("audio-visual", "audio", "visual", "conjunction")
 TEXTURES = ("steady", "intermittent", "boundary")

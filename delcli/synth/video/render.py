@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from delcli.data.synth_video.timeline import CLASSES, Event, VideoPlan
+from delcli.synth.video.timeline import CLASSES, Event, VideoPlan
 
 COLOURS = {  # RGB of each visual pattern: distinct hues, far from the dark background
     "red_square": (220, 40, 40),

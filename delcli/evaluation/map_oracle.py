@@ -1,4 +1,5 @@
-"""A slow, literal transcription of the official ActivityNet detection scorer.
+"""The test oracle of `detection_map`: a slow, literal transcription of the official
+ActivityNet detection scorer.
 
 One class, one prediction, one threshold at a time, exactly as
 `compute_average_precision_detection` in activitynet/ActivityNet reads, with

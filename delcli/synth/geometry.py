@@ -1,6 +1,6 @@
 """The benchmarks' feature geometry for `del data synth --geometry unav100`.
 
-The signal model (`synth_signal`) writes small, centred, unit-scale streams
+The signal model (`signal`) writes small, centred, unit-scale streams
 (the `toy` geometry). Real benchmark features are not like that, and a model
 that fuses toy features can still ignore a real visual stream. This module maps
 a video's toy streams onto the statistics of UnAV-100's released features:
@@ -28,10 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from delcli.data.synth_signal import ar1
+from delcli.synth.config import BENCHMARK_DIMS
+from delcli.synth.signal import ar1
 
-GEOMETRIES = ("toy", "unav100")
-BENCHMARK_DIMS = {"rgb": 1024, "flow": 1024, "vggish": 128}
 LATENT_DIMS = (64, 64, 64)  # the toy streams the benchmark geometry is made from
 VISUAL_MEAN_RATIO = 2.3  # common per-channel mean / per-channel spread (UnAV-100's I3D)
 NOISE_RANK, OFFSET_RANK = 16, 8
@@ -102,4 +101,3 @@ def to_benchmark_geometry(
         value = m.scale * (m.mean + evidence + noise + 0.6 * offset)
         out[name] = np.maximum(value, 0.0).astype(np.float32)
     return out
-

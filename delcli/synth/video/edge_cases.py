@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from delcli.data.synth_video.mp4 import write_video
-from delcli.data.synth_video.timeline import GENERATOR, Event, SynthVideoConfig, VideoPlan
 from delcli.files import write_bytes_atomic, write_json_atomic
+from delcli.synth.video.mp4 import write_video
+from delcli.synth.video.timeline import GENERATOR, Event, SynthVideoConfig, VideoPlan
 
 EDGE_CASES = {
     "no_audio.mp4": "H.264 only; read_audio gives None",
