@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from delcli.cli.backend import BACKEND_HELP, Backend
+from delcli.cli.backend import BACKEND_HELP
 from delcli.cli.output import (
     OutputFormat,
     note,
@@ -23,6 +23,7 @@ from delcli.cli.output import (
     write_json,
 )
 from delcli.errors import ConfigError
+from delcli.export.backend import Backend
 
 if TYPE_CHECKING:
     from delcli.evaluation.scoring import EvaluationReport
@@ -237,12 +238,12 @@ def _evaluate_model(
     Exit code 1 when videos were skipped for missing features (`data.skip_missing`).
     """
     from delcli import __version__
-    from delcli.cli.backend import load_network
     from delcli.data.benchmarks import evaluation_protocol
     from delcli.data.dataset import FeatureDataset
     from delcli.device import resolve_device
     from delcli.evaluation.predictions import results_to_predictions
     from delcli.evaluation.scoring import score_loaded
+    from delcli.export.backend import load_network
     from delcli.inference.predictor import predict_dataset, read_external_scores, write_results
 
     if predictions_out is not None and not predictions_out.parent.is_dir():

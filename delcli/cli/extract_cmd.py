@@ -95,6 +95,7 @@ def extract_command(
     ),
 ) -> None:
     from delcli.extract import extract_folder
+    from delcli.features.pipeline import named_extractors, recipe_extractors
 
     paths = gather_videos(videos or [], list_file)
     chosen_grid = parse_grid(grid) if grid else None
@@ -104,7 +105,6 @@ def extract_command(
     device_name = pick_device(device)
     loaded = None
     if recipe is not None:
-        from delcli.features.pipeline import recipe_extractors
         from delcli.recipe import load_recipe
 
         loaded = load_recipe(recipe)
@@ -243,24 +243,6 @@ def pick_device(device: str | None) -> str:
     from delcli.device import resolve_device
 
     return str(resolve_device(device, int(os.environ.get("LOCAL_RANK", "0"))))
-
-
-def named_extractors(names, grid, device, weights, options):
-    from delcli.features.pipeline import build_extractors
-    from delcli.recipe import ExtractorSpec
-
-    if not names:
-        raise ConfigError("say which features: --recipe NAME, or --extractor NAME with --grid")
-    if grid is None:
-        raise ConfigError(
-            "--extractor needs --grid (unav100, thumos14, epic100, basic or FPS:STRIDE:WINDOW)"
-        )
-    for label, given in (("--weights", weights), ("--option", options)):
-        unknown = sorted(set(given) - set(names))
-        if unknown:
-            raise ConfigError(f"{label} for {', '.join(unknown)}: not among --extractor {names}")
-    specs = [ExtractorSpec(name=name) for name in names]
-    return build_extractors(specs, grid, device, weights, options)
 
 
 # -- output -----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from delcli.cli.backend import BACKEND_HELP, Backend
+from delcli.cli.backend import BACKEND_HELP
 from delcli.cli.output import note, progress_bar, stderr_console
 from delcli.cli.predict_output import (
     PER_VIDEO,
@@ -35,6 +35,7 @@ from delcli.cli.predict_output import (
     plotter,
 )
 from delcli.errors import ConfigError, DataError, WeightsError
+from delcli.export.backend import Backend
 
 if TYPE_CHECKING:
     from delcli.inference.video import VideoEvents
@@ -249,7 +250,7 @@ def gather_videos(arguments: list[str], list_file: Path | None) -> list[Path]:
 
 def load_predictor(spec: str, device: str, backend: Backend = Backend.torch):
     """Model, recipe and the recipe's feature extractors for `--weights spec`."""
-    from delcli.cli.backend import load_network
+    from delcli.export.backend import load_network
     from delcli.features.pipeline import recipe_extractors
     from delcli.weights import resolve_weights
 
