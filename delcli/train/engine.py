@@ -43,12 +43,7 @@ from delcli.train.metrics import MetricsLog, RunningMeans
 from delcli.train.normalization import fit_input_normalization
 from delcli.train.optim import make_optimizer, make_schedule
 from delcli.train.seeding import epoch_permutation, restore_rng_state, rng_state, seed_everything
-from delcli.train.validation import (
-    DatasetNotes,
-    ValidationSet,
-    build_datasets,
-    evaluate_results,
-)
+from delcli.train.validation import DatasetNotes, ValidationSet, build_datasets
 
 Event = dict
 VAL_PREDICTIONS = "val_predictions.json"  # detections of the best epoch on the validation split
@@ -97,8 +92,6 @@ def autocast(precision: str, device: torch.device):
 def fit(
     recipe: Recipe,
     run_dir: Path,
-    features: Path | None = None,
-    annotations: Path | None = None,
     resume: bool = False,
     device: str | None = None,
     max_steps: int | None = None,
@@ -107,9 +100,9 @@ def fit(
     """Train `recipe` into `run_dir`.
 
     Args:
-        recipe: the resolved recipe (written to `run_dir/config.yaml`).
+        recipe: the resolved recipe (written to `run_dir/config.yaml`); its `data` says
+            where the features and annotations are (`delcli.recipe.with_data_paths`).
         run_dir: output folder (created).
-        features / annotations: override `recipe.data.features` / `.annotations`.
         resume: continue from `run_dir/checkpoint/` (a fresh start when there is none);
             the recipe must equal the run's `config.yaml`.
         device: cpu, cuda, cuda:N; None → CUDA when available. Under torchrun, `cuda`
@@ -125,7 +118,7 @@ def fit(
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
         loop = _Loop(recipe, Path(run_dir), context, on_event)
-        loop.prepare(features, annotations, resume)
+        loop.prepare(resume)
         loop.run(max_steps)
         return loop.result(time.perf_counter() - started)
     finally:
@@ -152,12 +145,12 @@ class _Loop:
 
     # -- setup ---------------------------------------------------------------------------
 
-    def prepare(self, features, annotations, resume: bool) -> None:
+    def prepare(self, resume: bool) -> None:
         recipe, config, context = self.recipe, self.config, self.context
         autocast(config.precision, self.device)  # validates the setting before any work
         distributed.per_process_batch(config.batch_size, context)
         seed_everything(config.seed)
-        self.train_set, val_set, note = build_datasets(recipe, features, annotations)
+        self.train_set, val_set, note = build_datasets(recipe)
         self.recipe = recipe = self._pin_classes(recipe)
         self._check_dataset()
         self.validation = ValidationSet(val_set, recipe) if val_set is not None else None
@@ -392,8 +385,8 @@ class _Loop:
                 "videos": len(self.validation.dataset),
             }
         )
-        results = self.validation.predict(model, self.context)  # restores the model's mode
-        maps, average = evaluate_results(results, self.validation)
+        report = self.validation.evaluate(model, self.context)  # restores the model's mode
+        maps, average, results = report.maps, report.average_map, report.results
         improved = self.best_map is None or average > self.best_map
         if improved:
             self.best_map, self.best_epoch, self.best_maps = average, self.epoch, maps
@@ -472,22 +465,6 @@ class _Loop:
             validated=self.validation is not None,
             seconds=seconds,
         )
-
-
-def with_data_paths(recipe: Recipe, features: Path | None, annotations: Path | None) -> Recipe:
-    """`recipe` with `data.features` / `data.annotations` replaced when given, and both made
-    absolute, so a run's config.yaml (and `--resume` from another directory) is unambiguous."""
-
-    def absolute(path: str | Path | None) -> str | None:
-        return str(Path(path).resolve()) if path is not None else None
-
-    data = recipe.data
-    data = replace(
-        data,
-        features=absolute(features if features is not None else data.features),
-        annotations=absolute(annotations if annotations is not None else data.annotations),
-    )
-    return replace(recipe, data=data)
 
 
 def peak_memory(device: torch.device) -> dict[str, float]:
