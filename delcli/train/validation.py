@@ -9,11 +9,13 @@ no benchmark.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from torch import nn
 
 from delcli.data.benchmarks import evaluation_protocol
+from delcli.errors import ConfigError, DataError
 from delcli.evaluation import EvaluationReport, evaluate_model
 from delcli.recipe import Recipe
 from delcli.train import distributed
@@ -41,6 +43,36 @@ def build_datasets(recipe: Recipe):
         what = "no videos" if len(val) == 0 else "no events"
         return train, None, f"validation split '{data.val_split}' has {what}{fallback}"
     return train, val, None
+
+
+def pin_classes(recipe: Recipe, train) -> tuple[Recipe, str | None]:
+    """A recipe that leaves `data.classes` open takes the training data's class list (and
+    its size as `model.num_classes`, unless class-agnostic), so that the run's config.yaml
+    and weights name their classes; and a note when `model.num_classes` changed."""
+    if recipe.data.classes is not None:
+        return recipe, None
+    classes = list(train.classes)
+    model, note = recipe.model, None
+    if model.num_classes not in (1, len(classes)):
+        note = (
+            f"model.num_classes={model.num_classes} → {len(classes)}, "
+            "the classes of the training data (data.classes is not set)"
+        )
+        model = replace(model, num_classes=len(classes))
+    return replace(recipe, data=replace(recipe.data, classes=classes), model=model), note
+
+
+def check_training_set(recipe: Recipe, train) -> None:
+    """The training split must have videos, and the model an output per class (or one:
+    class-agnostic)."""
+    classes = len(train.classes)
+    if len(train) == 0:
+        raise DataError(f"the training split '{recipe.data.train_split}' has no videos")
+    if recipe.model.num_classes not in (1, classes):
+        raise ConfigError(
+            f"model.num_classes={recipe.model.num_classes} but the dataset has "
+            f"{classes} classes; set model.num_classes={classes}"
+        )
 
 
 class DatasetNotes:
