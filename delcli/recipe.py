@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -263,3 +263,32 @@ def load_recipe(source: str | Path | dict, overrides: list[str] = ()) -> Recipe:
 
 def recipe_to_dict(recipe: Recipe) -> dict:
     return to_dict(recipe)
+
+
+def with_data_paths(
+    recipe: Recipe,
+    features: str | Path | None = None,
+    annotations: str | Path | None = None,
+    absolute: bool = False,
+) -> Recipe:
+    """`recipe` with `data.features` / `data.annotations` replaced by those given (a command
+    line's `--features` / `--annotations`): the one place such paths enter, so that
+    training, validation and evaluation read `recipe.data` alone.
+
+    `absolute` makes both absolute, given or not, so a run's config.yaml (and `--resume`
+    from another directory) is unambiguous; otherwise they stay as spelled, as reports
+    name them.
+    """
+
+    def chosen(path: str | Path | None, default: str | None) -> str | None:
+        path = path if path is not None else default
+        if path is None:
+            return None
+        return str(Path(path).resolve()) if absolute else str(path)
+
+    data = replace(
+        recipe.data,
+        features=chosen(features, recipe.data.features),
+        annotations=chosen(annotations, recipe.data.annotations),
+    )
+    return replace(recipe, data=data)

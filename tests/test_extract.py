@@ -344,6 +344,25 @@ def test_videos_come_from_arguments_stdin_and_a_list(tmp_path, videos, capsys, m
     assert sorted(read_metadata(out)["videos"]) == sorted(v.stem for v in videos)
 
 
+def test_gather_videos_sorts_and_keeps_each_file_once(tmp_path, monkeypatch):
+    """del extract and del predict read their videos alike: sorted, one file once however
+    it is spelled, two files with one video id refused."""
+    import io
+
+    from delcli.extract import gather_videos
+
+    monkeypatch.chdir(tmp_path)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# a comment\n\n{tmp_path / 'a.mp4'}\nb.mp4\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("b.mp4\n./c.mp4\n"))
+    found = gather_videos(["c.mp4", "-", "a.mp4"], listing)
+    assert found == [Path("a.mp4"), Path("b.mp4"), Path("c.mp4")]
+    with pytest.raises(ConfigError, match="name several files"):
+        gather_videos(["x/a.mp4", "y/a.mkv"], None)
+    with pytest.raises(ConfigError, match="cannot read it"):
+        gather_videos([], tmp_path / "missing.txt")
+
+
 def test_help_has_examples(capsys):
     code, stdout, _ = run(capsys, "extract", "--help")
     assert code == 0 and "Examples" in stdout and "--shard" in stdout

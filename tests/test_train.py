@@ -307,6 +307,24 @@ def test_run_directory_holds_loadable_weights_and_metrics(tiny_data, tmp_path):
     }
 
 
+def test_validation_map_is_bit_identical_to_del_eval_of_the_run(tiny_data, tmp_path, capsys):
+    """Validation and `del eval --weights` share `evaluate_model`: the mAP a run reports for
+    its best epoch is the one `del eval` prints for best.safetensors, to the last bit."""
+    recipe = load_recipe(tiny_recipe_data(*tiny_data, epochs=1, warmup_epochs=0))
+    result = fit(recipe, tmp_path / "run")
+    args = ["eval", "--weights", str(tmp_path / "run"), "--split", "validation", "-f", "json"]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert result.best_map > 0  # the model finds events: equal scores are not both zero
+    assert printed["average_map"] == result.best_map
+    assert printed["map"] == result.best_maps
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    logged = next(row for row in rows if row["event"] == "eval")
+    assert (logged["average_map"], logged["map"]) == (printed["average_map"], printed["map"])
+
+
 def test_an_interrupted_checkpoint_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     model = tiny_model()
     save_checkpoint(tmp_path, model.state_dict(), None, {"step": 1})
@@ -436,17 +454,17 @@ def test_a_diverging_run_fails_with_one_line_and_exit_1(cli, tiny_data, tmp_path
 def test_data_paths_are_made_absolute_so_resume_does_not_depend_on_the_spelling(
     tmp_path, monkeypatch
 ):
-    from delcli.recipe import load_recipe
-    from delcli.train.engine import with_data_paths
+    from delcli.recipe import load_recipe, with_data_paths
 
     monkeypatch.chdir(tmp_path)
     recipe = load_recipe("synth")  # data/synth/features, relative to the working directory
-    resolved = with_data_paths(recipe, None, None)
+    resolved = with_data_paths(recipe, None, None, absolute=True)
     assert resolved.data.features == str(tmp_path / "data" / "synth" / "features")
     assert resolved.data.annotations == str(tmp_path / "data" / "synth" / "annotations.json")
-    given = with_data_paths(recipe, tmp_path / "elsewhere", None)
+    given = with_data_paths(recipe, tmp_path / "elsewhere", None, absolute=True)
     assert given.data.features == str(tmp_path / "elsewhere")
-    assert with_data_paths(load_recipe("unav100"), None, None).data.annotations is None
+    unav100 = load_recipe("unav100")
+    assert with_data_paths(unav100, None, None, absolute=True).data.annotations is None
 
 
 def test_resume_accepts_a_recipe_whose_class_list_the_run_pinned(tmp_path):

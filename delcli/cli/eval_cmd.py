@@ -1,19 +1,20 @@
 """`del eval`: score detections against ground truth and print the mAP table.
 
 Two modes: `--predictions FILE` scores a results file; `--weights MODEL`
-evaluates a model on a feature dataset (predict, optionally write the results,
-score them in memory).
+evaluates a model on a feature dataset (`delcli.evaluation.evaluate_model`:
+predict, score in memory; optionally write the results).
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from delcli.cli.backend import BACKEND_HELP, Backend
+from delcli.cli.backend import BACKEND_HELP
 from delcli.cli.output import (
     OutputFormat,
     note,
@@ -23,9 +24,10 @@ from delcli.cli.output import (
     write_json,
 )
 from delcli.errors import ConfigError
+from delcli.export.backend import Backend
 
 if TYPE_CHECKING:
-    from delcli.evaluation.scoring import EvaluationReport
+    from delcli.evaluation import EvaluationReport
 
 EXAMPLES = """
 Examples:
@@ -163,22 +165,17 @@ def eval_command(
         raise ConfigError("give --predictions FILE or --weights MODEL, not both")
     tious = parse_tious(tiou) if tiou else None
     if weights is None:
-        if predictions is None:
-            raise ConfigError(
-                "--predictions FILE is required (or --weights RUN_DIR|FILE|ZOO_NAME to "
-                "evaluate a model)"
-            )
-        model_only = {
-            "--features": features,
-            "--predictions-out": predictions_out,
-            "--external-scores": external_scores,
-            "--batch-size": batch_size,
-            "--device": device,
-            "--backend": backend,
-        }
-        for option, value in model_only.items():
-            if value is not None:
-                raise ConfigError(f"{option} needs --weights (it applies to evaluating a model)")
+        _check_file_options(
+            predictions,
+            {
+                "--features": features,
+                "--predictions-out": predictions_out,
+                "--external-scores": external_scores,
+                "--batch-size": batch_size,
+                "--device": device,
+                "--backend": backend,
+            },
+        )
         from delcli.evaluation.scoring import score_predictions
 
         report = score_predictions(
@@ -190,22 +187,125 @@ def eval_command(
             ignore_unknown_labels=ignore_unknown_labels,
             clean_ground_truth=clean_ground_truth,
         )
-        title, exit_code = None, 0
+        title = None
     else:
-        report, title, exit_code = _evaluate_model(
+        report, title = _model_report(
             weights,
+            backend or Backend.torch,
+            device,
             features=features,
             annotations=ground_truth,
-            dataset=dataset,
+            benchmark=dataset,
             split=split,
             tious=tious,
             predictions_out=predictions_out,
             external_scores=external_scores,
             batch_size=batch_size,
-            device=device,
             clean_ground_truth=clean_ground_truth,
-            backend=backend or Backend.torch,
         )
+    _print_report(report, output_format, per_class, title)
+    return 1 if report.skipped else 0
+
+
+def _check_file_options(predictions: Path | None, given: dict[str, object]) -> None:
+    """Scoring a file: every option that only applies to evaluating a model must be unset."""
+    if predictions is None:
+        raise ConfigError(
+            "--predictions FILE is required (or --weights RUN_DIR|FILE|ZOO_NAME to "
+            "evaluate a model)"
+        )
+    for option, value in given.items():
+        if value is not None:
+            raise ConfigError(f"{option} needs --weights (it applies to evaluating a model)")
+
+
+def _model_report(
+    weights: str,
+    backend: Backend,
+    device: str | None,
+    features: Path | None = None,
+    annotations: Path | None = None,
+    benchmark: str | None = None,
+    split: str | None = None,
+    tious: tuple[float, ...] | None = None,
+    predictions_out: Path | None = None,
+    external_scores: Path | None = None,
+    batch_size: int | None = None,
+    clean_ground_truth: bool = False,
+) -> tuple[EvaluationReport, str | None]:
+    """`--weights`: the model's report on the split (`evaluate_model`, its notes on stderr as
+    they come), with `--predictions-out` written; and the table's title."""
+    from delcli import __version__
+    from delcli.device import resolve_device
+    from delcli.evaluation import evaluate_model
+    from delcli.export.backend import load_network
+    from delcli.inference.predictor import write_results
+    from delcli.recipe import with_data_paths
+
+    if predictions_out is not None and not predictions_out.parent.is_dir():
+        raise ConfigError(
+            f"--predictions-out {predictions_out}: folder {predictions_out.parent} does not exist"
+        )
+    if backend is Backend.onnxruntime and device is None:
+        device = "cpu"
+    device = str(resolve_device(device))
+    network, recipe, source = load_network(weights, backend, device)
+    recipe = with_data_paths(recipe, features, annotations)
+    with _prediction_bar() as progress:
+        report = evaluate_model(
+            network,
+            recipe,
+            split,
+            benchmark=benchmark,
+            tious=tious,
+            batch_size=batch_size,
+            device=device,
+            external_scores=external_scores,
+            clean_ground_truth=clean_ground_truth,
+            source=source,
+            progress=progress,
+            on_note=note,
+        )
+    if predictions_out is not None:
+        details = f"del {__version__}, weights {source}"
+        if external_scores is not None:
+            details += f", external class scores {external_scores}"
+        write_results(
+            predictions_out,
+            report.results,
+            external_used=external_scores is not None,
+            details=details,
+        )
+        note(f"wrote {predictions_out}")
+    return report, None if report.dataset else recipe.title or recipe.name
+
+
+@contextlib.contextmanager
+def _prediction_bar() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for `evaluate_model(progress=…)`: it appears with the first
+    video and is gone once the last is done, so no note is printed while it shows."""
+    bar = progress_bar(transient=True)
+    task = None
+
+    def advance(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("predicting", total=total)
+        bar.update(task, completed=done)
+        if done == total:
+            bar.stop()
+
+    try:
+        yield advance
+    finally:
+        bar.stop()
+
+
+def _print_report(
+    report: EvaluationReport, output_format: OutputFormat, per_class: bool, title: str | None
+) -> None:
+    """The notes on stderr, the table (or JSON, CSV) on stdout."""
     for line in report.notes:
         note(line)
     if output_format is OutputFormat.json:
@@ -215,109 +315,6 @@ def eval_command(
         write_csv(header, rows)
     else:
         stdout_console().print(_rich_table(report, per_class, title))
-    return exit_code
-
-
-def _evaluate_model(
-    weights: str,
-    features: Path | None,
-    annotations: Path | None,
-    dataset: str | None,
-    split: str | None,
-    tious: tuple[float, ...] | None,
-    predictions_out: Path | None,
-    external_scores: Path | None,
-    batch_size: int | None,
-    device: str | None,
-    clean_ground_truth: bool,
-    backend: Backend = Backend.torch,
-) -> tuple[EvaluationReport, str | None, int]:
-    """Predict a split with a model and score it: the report, a table title, the exit code.
-
-    Exit code 1 when videos were skipped for missing features (`data.skip_missing`).
-    """
-    from delcli import __version__
-    from delcli.cli.backend import load_network
-    from delcli.data.benchmarks import evaluation_protocol
-    from delcli.data.dataset import FeatureDataset
-    from delcli.device import resolve_device
-    from delcli.evaluation.predictions import results_to_predictions
-    from delcli.evaluation.scoring import score_loaded
-    from delcli.inference.predictor import predict_dataset, read_external_scores, write_results
-
-    if predictions_out is not None and not predictions_out.parent.is_dir():
-        raise ConfigError(
-            f"--predictions-out {predictions_out}: folder {predictions_out.parent} does not exist"
-        )
-    if backend is Backend.onnxruntime and device is None:
-        device = "cpu"
-    device = str(resolve_device(device))
-    model, recipe, source = load_network(weights, backend, device)
-    benchmark_name = dataset or recipe.data.benchmark
-    protocol = evaluation_protocol(benchmark_name)
-    split = split or recipe.data.test_split
-    data = FeatureDataset(
-        recipe.data, recipe.model, split, features=features, annotations=annotations
-    )
-    for warning in data.warnings:
-        note(warning)
-    if data.problems:
-        listed = "; ".join(f"{video} ({reason})" for video, reason in data.problems[:5])
-        more = f"; … {len(data.problems) - 5} more" if len(data.problems) > 5 else ""
-        note(
-            f"skipped {len(data.problems)} videos of split '{split}' whose features are "
-            f"missing or unreadable (the mAP covers the other {len(data)}): {listed}{more}"
-        )
-    external = (
-        read_external_scores(external_scores, classes=data.classes) if external_scores else None
-    )
-
-    started = time.perf_counter()
-    results = _predict_with_progress(
-        lambda advance: predict_dataset(
-            model,
-            data,
-            recipe,
-            batch_size=batch_size,
-            device=device,
-            external_scores=external,
-            progress=advance,
-        ),
-        total=len(data),
-    )
-    elapsed = time.perf_counter() - started
-    note(f"predicted {len(results)} videos in {elapsed:.1f} s on {device}")
-    if predictions_out is not None:
-        details = f"del {__version__}, weights {source}"
-        if external_scores is not None:
-            details += f", external class scores {external_scores}"
-        write_results(predictions_out, results, external_used=external is not None, details=details)
-        note(f"wrote {predictions_out}")
-
-    report = score_loaded(
-        data.annotations,
-        results_to_predictions(results, source=f"model {source}"),
-        benchmark=protocol,
-        dataset=benchmark_name,
-        split=split,
-        tious=tious,
-        clean_ground_truth=clean_ground_truth,
-        ground_truth=data.annotations.source,
-    )
-    if recipe.paper is not None and tious is None and benchmark_name == recipe.data.benchmark:
-        paper = recipe.paper
-        report.notes.append(
-            f"the paper reports an average mAP of {paper.average:.1f} ({paper.table})"
-        )
-    title = None if benchmark_name else recipe.title or recipe.name
-    return report, title, 1 if data.problems else 0
-
-
-def _predict_with_progress(run, total: int):
-    """Call `run(advance)` under a progress bar on stderr."""
-    with progress_bar(transient=True) as progress:
-        task = progress.add_task("predicting", total=total)
-        return run(lambda done: progress.advance(task, done))
 
 
 def _rows(report, per_class: bool, percent: bool) -> tuple[list[str], list[list]]:
@@ -368,23 +365,9 @@ def _rich_table(report, per_class: bool, name: str | None = None):
 def print_model_evaluation(weights: str, device: str | None = None) -> int:
     """What `del eval --weights WEIGHTS` prints (notes on stderr, the table on stdout);
     its exit code."""
-    report, title, exit_code = _evaluate_model(
-        weights,
-        features=None,
-        annotations=None,
-        dataset=None,
-        split=None,
-        tious=None,
-        predictions_out=None,
-        external_scores=None,
-        batch_size=None,
-        device=device,
-        clean_ground_truth=False,
-    )
-    for line in report.notes:
-        note(line)
-    stdout_console().print(_rich_table(report, False, title))
-    return exit_code
+    report, title = _model_report(weights, Backend.torch, device)
+    _print_report(report, OutputFormat.table, False, title)
+    return 1 if report.skipped else 0
 
 
 def _stdin_predictions():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +93,8 @@ def extract_command(
         SummaryFormat.table, "--format", "-f", help="table for people, json for machines."
     ),
 ) -> None:
-    from delcli.extract import extract_folder
+    from delcli.extract import extract_folder, gather_videos
+    from delcli.features.pipeline import named_extractors, recipe_extractors
 
     paths = gather_videos(videos or [], list_file)
     chosen_grid = parse_grid(grid) if grid else None
@@ -104,7 +104,6 @@ def extract_command(
     device_name = pick_device(device)
     loaded = None
     if recipe is not None:
-        from delcli.features.pipeline import recipe_extractors
         from delcli.recipe import load_recipe
 
         loaded = load_recipe(recipe)
@@ -150,29 +149,6 @@ def extract_command(
 
 
 # -- parsing ----------------------------------------------------------------------------------
-
-
-def gather_videos(videos: list[str], list_file: Path | None) -> list[str]:
-    """The paths of the arguments, '-' (stdin) and --list, in order; blank lines and '#' skipped."""
-    paths: list[str] = []
-    for item in videos:
-        paths += _lines(sys.stdin.read()) if item == "-" else [item]
-    if list_file is not None:
-        if str(list_file) == "-":
-            paths += _lines(sys.stdin.read())
-        else:
-            try:
-                paths += _lines(list_file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError) as error:
-                raise ConfigError(f"--list {list_file}: cannot read it ({error})") from None
-    if not paths:
-        raise ConfigError("no videos given: name files, '-' for stdin, or --list FILE")
-    return paths
-
-
-def _lines(text: str) -> list[str]:
-    lines = (line.strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 def parse_grid(text: str):
@@ -243,24 +219,6 @@ def pick_device(device: str | None) -> str:
     from delcli.device import resolve_device
 
     return str(resolve_device(device, int(os.environ.get("LOCAL_RANK", "0"))))
-
-
-def named_extractors(names, grid, device, weights, options):
-    from delcli.features.pipeline import build_extractors
-    from delcli.recipe import ExtractorSpec
-
-    if not names:
-        raise ConfigError("say which features: --recipe NAME, or --extractor NAME with --grid")
-    if grid is None:
-        raise ConfigError(
-            "--extractor needs --grid (unav100, thumos14, epic100, basic or FPS:STRIDE:WINDOW)"
-        )
-    for label, given in (("--weights", weights), ("--option", options)):
-        unknown = sorted(set(given) - set(names))
-        if unknown:
-            raise ConfigError(f"{label} for {', '.join(unknown)}: not among --extractor {names}")
-    specs = [ExtractorSpec(name=name) for name in names]
-    return build_extractors(specs, grid, device, weights, options)
 
 
 # -- output -----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from delcli.cli.backend import BACKEND_HELP, Backend
+from delcli.cli.backend import BACKEND_HELP
 from delcli.cli.output import note, progress_bar, stderr_console
 from delcli.cli.predict_output import (
     PER_VIDEO,
@@ -35,6 +35,7 @@ from delcli.cli.predict_output import (
     plotter,
 )
 from delcli.errors import ConfigError, DataError, WeightsError
+from delcli.export.backend import Backend
 
 if TYPE_CHECKING:
     from delcli.inference.video import VideoEvents
@@ -142,6 +143,7 @@ def predict_command(
     ),
 ) -> int:
     from delcli.device import resolve_device
+    from delcli.extract import gather_videos
     from delcli.inference.video import predict_video
     from delcli.recipe import class_names
 
@@ -201,56 +203,9 @@ def demo_inputs(
     return videos, annotations
 
 
-def gather_videos(arguments: list[str], list_file: Path | None) -> list[Path]:
-    """The videos to process, in order, once each; `ConfigError` for two files with the
-    same id (name without extension)."""
-    listed: list[str] = []
-    stdin_read = False
-
-    def read_list(source: str) -> list[str]:
-        nonlocal stdin_read
-        if source == "-":
-            if stdin_read:
-                return []
-            stdin_read = True
-            lines = sys.stdin.read().splitlines()
-        else:
-            try:
-                lines = Path(source).read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as error:
-                raise ConfigError(f"--list {source}: cannot read ({error})") from None
-        return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
-
-    if list_file is not None:
-        listed += read_list(str(list_file))
-    for argument in arguments:
-        listed += read_list("-") if argument == "-" else [argument]
-    if not listed:
-        raise ConfigError(
-            "no videos: give video files, --list FILE, or '-' to read paths from stdin"
-        )
-
-    paths: list[Path] = []
-    ids: dict[str, Path] = {}
-    seen: set[Path] = set()
-    for text in listed:
-        path = Path(text).expanduser()  # a missing one fails (reported) like a broken one
-        if path.resolve() in seen:
-            continue
-        seen.add(path.resolve())
-        if path.stem in ids:
-            raise ConfigError(
-                f"{ids[path.stem]} and {path} have the same video id '{path.stem}'; "
-                "events are keyed by file name: rename one"
-            )
-        ids[path.stem] = path
-        paths.append(path)
-    return paths
-
-
 def load_predictor(spec: str, device: str, backend: Backend = Backend.torch):
     """Model, recipe and the recipe's feature extractors for `--weights spec`."""
-    from delcli.cli.backend import load_network
+    from delcli.export.backend import load_network
     from delcli.features.pipeline import recipe_extractors
     from delcli.weights import resolve_weights
 

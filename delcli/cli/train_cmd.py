@@ -187,12 +187,13 @@ def _report(message: str, show_traceback: bool) -> None:
 
 
 def _train(context, recipe_arg, overrides, features, annotations, out, resume, epochs, max_steps):
+    from delcli.recipe import with_data_paths
     from delcli.train import distributed
     from delcli.train.checkpoint import check_same_recipe
-    from delcli.train.engine import fit, with_data_paths
+    from delcli.train.engine import fit
 
     recipe = _resolve_recipe(recipe_arg, _with_epochs(overrides, epochs), out, resume)
-    recipe = with_data_paths(recipe, features, annotations)
+    recipe = with_data_paths(recipe, features, annotations, absolute=True)
     run_dir = problem = None
     if context.is_main:  # one decision (the default name has a timestamp), shared
         try:

@@ -43,8 +43,9 @@ def train_own_videos(
     split_seed: int,
     workers: int,
 ) -> None:
-    from delcli.cli.extract_cmd import ExtractProgress, gather_videos, parse_weights, pick_device
+    from delcli.cli.extract_cmd import ExtractProgress, parse_weights, pick_device
     from delcli.data.label_checks import find_videos, parse_ratios, videos_from_list
+    from delcli.extract import gather_videos
     from delcli.train.from_videos import OwnVideos, prepare_own_videos
 
     if labels is None:

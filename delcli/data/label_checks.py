@@ -72,7 +72,7 @@ def find_videos(folder: Path) -> VideoFiles:
     return _index(paths, folder, f"in {folder}")
 
 
-def videos_from_list(list_file: Path, paths: Sequence[str]) -> VideoFiles:
+def videos_from_list(list_file: Path, paths: Sequence[str | Path]) -> VideoFiles:
     """The videos of a `--list` file (paths relative to the current directory)."""
     existing = [Path(p) for p in paths]
     missing = [str(p) for p in existing if not p.is_file()]

@@ -1,4 +1,5 @@
-"""Score a predictions file against ground truth: the library behind `del eval`."""
+"""Score a predictions file against ground truth: the library behind `del eval`
+(`evaluate_model` scores a model's detections with `score_loaded`)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ from delcli.evaluation.detection_map import DetectionMAP, align_predictions, det
 from delcli.evaluation.predictions import Predictions, read_predictions
 from delcli.resources import resource_path
 
+Results = dict[str, list[dict]]  # ActivityNet results: {video: [{label, score, segment}]}
+
 
 @dataclass(frozen=True)
 class EvaluationReport:
-    """What `del eval` prints: the mAP table plus what was scored."""
+    """What `del eval` prints: the mAP table plus what was scored.
+
+    `results` and `skipped` are filled when a model was evaluated (`evaluate_model`): its
+    detections, and the videos of the split left out for missing or unreadable features.
+    """
 
     dataset: str | None
     split: str
@@ -30,6 +37,14 @@ class EvaluationReport:
     average_map: float
     counts: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    results: Results = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def maps(self) -> dict[str, float]:
+        """mAP per tIoU as fractions, keyed `f"{t:g}"`."""
+        tious = [float(t) for t in self.result.tious]
+        return {f"{t:g}": float(m) for t, m in zip(tious, self.result.mean_ap, strict=True)}
 
     def to_dict(self, per_class: bool = False) -> dict:
         tious = [float(t) for t in self.result.tious]
@@ -39,7 +54,7 @@ class EvaluationReport:
             "ground_truth": self.ground_truth,
             "predictions": self.predictions,
             "tious": tious,
-            "map": {f"{t:g}": float(m) for t, m in zip(tious, self.result.mean_ap, strict=True)},
+            "map": self.maps,
             "average_tious": list(self.average_tious),
             "average_map": self.average_map,
             "counts": self.counts,

@@ -7,7 +7,8 @@ Layouts (`naming`), each array (T, dim) float32 `.npy`:
   + pattern; a single-file stream gets its outputs concatenated, e.g. THUMOS14's
   `i3d_features/{video}.npy` = rgb ‖ flow), so `del train RECIPE --features OUT` reads
   OUT as it is. Streams whose outputs this run does not make are left alone.
-A video's id is its file name without the extension.
+A video's id is its file name without the extension; `gather_videos` reads which videos
+a command is given (`del extract`, `del predict`, `del train --list`).
 
 Beside the arrays: `OUT/features.json` (see `metadata`) and the hidden state folder
 `OUT/.del-extract/` (the lock and one marker per finished video, see `markers`).
@@ -16,6 +17,7 @@ Beside the arrays: `OUT/features.json` (see `metadata`) and the hidden state fol
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -127,3 +129,39 @@ def video_ids(videos: Sequence[str | Path]) -> dict[str, Path]:
             f"its extension): {listed}"
         )
     return {video: paths[0] for video, paths in found.items()}
+
+
+def gather_videos(arguments: Sequence[str], list_file: Path | None) -> list[Path]:
+    """The videos a command is given, sorted, each file once: the paths in `arguments`
+    (`-`: paths on standard input, one a line) and the lines of `list_file` (`-`:
+    standard input); blank lines and `#` comments are skipped.
+
+    Sorted and de-duplicated by resolved path (two spellings of one file count once), so
+    what a run does does not depend on how the shell or `find` listed the files; two files
+    with one video id are refused (`video_ids`), as every output is keyed by the id. The
+    paths are not checked: a missing one fails later, reported like an unreadable video.
+    """
+    listed = [argument for argument in arguments if argument != "-"]
+    if "-" in arguments or str(list_file) == "-":
+        listed += _lines(sys.stdin.read())
+    if list_file is not None and str(list_file) != "-":
+        try:
+            listed += _lines(list_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"--list {list_file}: cannot read it ({error})") from None
+    if not listed:
+        raise ConfigError(
+            "no videos given: name video files, '-' to read paths from stdin, or --list FILE"
+        )
+    unique: dict[Path, Path] = {}
+    for text in listed:
+        path = Path(text).expanduser()
+        unique.setdefault(path.resolve(), path)
+    paths = sorted(unique.values())
+    video_ids(paths)
+    return paths
+
+
+def _lines(text: str) -> list[str]:
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]

@@ -126,6 +126,36 @@ def recipe_extractors(
     return build_extractors(specs, recipe_grid(recipe, grid), device, weights, options)
 
 
+def named_extractors(
+    names: Sequence[str],
+    grid: FeatureGrid | None,
+    device: str = "cpu",
+    weights: WeightsOverride | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Extractor]:
+    """Extractors chosen by name (`del extract --extractor`) rather than by a recipe.
+
+    Without a recipe nothing says which grid, so `grid` is required; `weights` and
+    `options` may only name extractors of `names`, so a typo is not silently ignored.
+    """
+    from delcli.recipe import ExtractorSpec
+
+    if not names:
+        raise ConfigError("say which features: --recipe NAME, or --extractor NAME with --grid")
+    if grid is None:
+        raise ConfigError(
+            "--extractor needs --grid (unav100, thumos14, epic100, basic or FPS:STRIDE:WINDOW)"
+        )
+    for label, given in (("--weights", weights or {}), ("--option", options or {})):
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"{label} for {', '.join(unknown)}: not among --extractor {list(names)}"
+            )
+    specs = [ExtractorSpec(name=name) for name in names]
+    return build_extractors(specs, grid, device, weights, options)
+
+
 def build_extractors(
     specs: Sequence[ExtractorSpec],
     grid: FeatureGrid,

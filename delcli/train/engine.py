@@ -4,7 +4,8 @@
     RUN_DIR/metrics.jsonl      one JSON object per line (train, epoch, eval, … events)
     RUN_DIR/best.safetensors   evaluation weights of the best validation average mAP
     RUN_DIR/last.safetensors   evaluation weights after the latest epoch
-    RUN_DIR/checkpoint/        the resume state (see `checkpoint.py`)
+    RUN_DIR/checkpoint/        the resume state (what it holds: `state.py`; the folder:
+                               `checkpoint.py`)
     RUN_DIR/val_predictions.json   the best epoch's validation detections (ActivityNet
                                results; `del eval -p` scores them)
 
@@ -22,32 +23,27 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from delcli.errors import ConfigError, DataError
+from delcli.errors import ConfigError
 from delcli.recipe import PRECISIONS, Recipe, recipe_to_dict
 from delcli.train import distributed
-from delcli.train.checkpoint import (
-    check_same_recipe,
-    checkpoint_folder,
-    load_checkpoint,
-    save_checkpoint,
-)
-from delcli.train.ema import ModelEMA
+from delcli.train.checkpoint import check_same_recipe, checkpoint_folder
 from delcli.train.metrics import MetricsLog, RunningMeans
 from delcli.train.normalization import fit_input_normalization
-from delcli.train.optim import make_optimizer, make_schedule
-from delcli.train.seeding import epoch_permutation, restore_rng_state, rng_state, seed_everything
+from delcli.train.seeding import epoch_permutation, seed_everything
+from delcli.train.state import TrainingState
 from delcli.train.validation import (
     DatasetNotes,
     ValidationSet,
     build_datasets,
-    evaluate_results,
+    check_training_set,
+    pin_classes,
 )
 
 Event = dict
@@ -97,8 +93,6 @@ def autocast(precision: str, device: torch.device):
 def fit(
     recipe: Recipe,
     run_dir: Path,
-    features: Path | None = None,
-    annotations: Path | None = None,
     resume: bool = False,
     device: str | None = None,
     max_steps: int | None = None,
@@ -107,9 +101,9 @@ def fit(
     """Train `recipe` into `run_dir`.
 
     Args:
-        recipe: the resolved recipe (written to `run_dir/config.yaml`).
+        recipe: the resolved recipe (written to `run_dir/config.yaml`); its `data` says
+            where the features and annotations are (`delcli.recipe.with_data_paths`).
         run_dir: output folder (created).
-        features / annotations: override `recipe.data.features` / `.annotations`.
         resume: continue from `run_dir/checkpoint/` (a fresh start when there is none);
             the recipe must equal the run's `config.yaml`.
         device: cpu, cuda, cuda:N; None → CUDA when available. Under torchrun, `cuda`
@@ -125,7 +119,7 @@ def fit(
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     try:
         loop = _Loop(recipe, Path(run_dir), context, on_event)
-        loop.prepare(features, annotations, resume)
+        loop.prepare(resume)
         loop.run(max_steps)
         return loop.result(time.perf_counter() - started)
     finally:
@@ -142,40 +136,36 @@ class _Loop:
         self.config = recipe.train
         self.on_event = on_event
         self.device = context.device
-        self.epoch = 0  # epochs completed
-        self.step = 0  # optimizer steps completed
-        self.best_map: float | None = None
-        self.best_epoch: int | None = None
-        self.best_maps: dict[str, float] = {}
         self.metrics: MetricsLog | None = None  # opened once the run directory exists
         self.dataset_notes = DatasetNotes()
 
     # -- setup ---------------------------------------------------------------------------
 
-    def prepare(self, features, annotations, resume: bool) -> None:
+    def prepare(self, resume: bool) -> None:
         recipe, config, context = self.recipe, self.config, self.context
         autocast(config.precision, self.device)  # validates the setting before any work
         distributed.per_process_batch(config.batch_size, context)
         seed_everything(config.seed)
-        self.train_set, val_set, note = build_datasets(recipe, features, annotations)
-        self.recipe = recipe = self._pin_classes(recipe)
-        self._check_dataset()
+        self.train_set, val_set, note = build_datasets(recipe)
+        self.recipe, pinned = pin_classes(recipe, self.train_set)
+        if pinned:
+            self._emit({"event": "note", "message": pinned})
+        recipe = self.recipe
+        check_training_set(recipe, self.train_set)
         self.validation = ValidationSet(val_set, recipe) if val_set is not None else None
 
         from delcli.model.del_model import DELModel
 
-        self.model = DELModel(recipe.model)
+        model = DELModel(recipe.model)
         resumed = resume and checkpoint_folder(self.run_dir) is not None
         normalization_note = None
         if not resumed:  # a resumed run restores the statistics with the weights
-            normalization_note = fit_input_normalization(self.model, self.train_set)
-        self.model.to(self.device)
-        self.ema = ModelEMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
-        self.optimizer = make_optimizer(self.model, config)
-        self.steps_per_epoch = distributed.steps_per_epoch(len(self.train_set), config.batch_size)
-        self.scheduler = make_schedule(self.optimizer, config, self.steps_per_epoch)
+            normalization_note = fit_input_normalization(model, self.train_set)
+        model.to(self.device)
+        steps_per_epoch = distributed.steps_per_epoch(len(self.train_set), config.batch_size)
+        self.state = state = TrainingState(model, config, steps_per_epoch)
         self.total_epochs = config.warmup_epochs + config.epochs
-        self.objective = distributed.wrap(TrainingObjective(self.model), context)
+        self.objective = distributed.wrap(TrainingObjective(model), context)
 
         if resume:
             check_same_recipe(recipe, self.run_dir)
@@ -186,9 +176,9 @@ class _Loop:
 
                 write_yaml(self.run_dir / "config.yaml", recipe_to_dict(recipe))
         if resumed:
-            self._restore()
+            state.restore(self.run_dir, self.device)
         self.metrics = (
-            MetricsLog(self.run_dir / "metrics.jsonl", self.epoch, resumed)
+            MetricsLog(self.run_dir / "metrics.jsonl", state.epoch, resumed)
             if context.is_main
             else None
         )
@@ -203,11 +193,11 @@ class _Loop:
         self._emit(
             {
                 "event": "start" if not resumed else "resume",
-                "epoch": self.epoch,
-                "step": self.step,
+                "epoch": state.epoch,
+                "step": state.step,
                 "epochs": self.total_epochs,
-                "steps_per_epoch": self.steps_per_epoch,
-                "total_steps": self.total_epochs * self.steps_per_epoch,
+                "steps_per_epoch": steps_per_epoch,
+                "total_steps": self.total_epochs * steps_per_epoch,
                 "train_videos": len(self.train_set),
                 "val_videos": len(self.validation.dataset) if self.validation else 0,
                 "batch_size": config.batch_size,
@@ -221,68 +211,17 @@ class _Loop:
         for message in self.dataset_notes.fresh(training=self.train_set, validation=validation):
             self._emit({"event": "note", "message": message})
 
-    def _pin_classes(self, recipe: Recipe) -> Recipe:
-        """A recipe that leaves `data.classes` open takes the training data's class list
-        (and its size as `model.num_classes`, unless class-agnostic), so that the run's
-        config.yaml and weights name their classes."""
-        if recipe.data.classes is not None:
-            return recipe
-        classes = list(self.train_set.classes)
-        model = recipe.model
-        if model.num_classes not in (1, len(classes)):
-            self._emit(
-                {
-                    "event": "note",
-                    "message": f"model.num_classes={model.num_classes} → {len(classes)}, "
-                    "the classes of the training data (data.classes is not set)",
-                }
-            )
-            model = replace(model, num_classes=len(classes))
-        return replace(recipe, data=replace(recipe.data, classes=classes), model=model)
-
-    def _check_dataset(self) -> None:
-        classes = len(self.train_set.classes)
-        if len(self.train_set) == 0:
-            raise DataError(f"the training split '{self.recipe.data.train_split}' has no videos")
-        if self.recipe.model.num_classes not in (1, classes):  # 1: class-agnostic
-            raise ConfigError(
-                f"model.num_classes={self.recipe.model.num_classes} but the dataset has "
-                f"{classes} classes; set model.num_classes={classes}"
-            )
-
-    def _restore(self) -> None:
-        model_state, ema_state, state = load_checkpoint(self.run_dir, self.device)
-        from delcli.weights import with_identity_normalization
-
-        expected = self.model.state_dict()  # a run from before input normalisation: identity
-        model_state = with_identity_normalization(expected, model_state)
-        if ema_state is not None:
-            ema_state = with_identity_normalization(expected, ema_state)
-        if state["steps_per_epoch"] != self.steps_per_epoch:
-            raise ConfigError(
-                f"--resume: the training split now gives {self.steps_per_epoch} steps per epoch, "
-                f"the checkpoint {state['steps_per_epoch']}; the data changed"
-            )
-        self.model.load_state_dict(model_state)
-        if self.ema is not None:
-            self.ema.load_state_dict(ema_state if ema_state is not None else model_state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.step = state["epoch"], state["step"]
-        self.best_map, self.best_epoch = state["best_map"], state["best_epoch"]
-        self.best_maps = dict(state["best_maps"])
-        restore_rng_state(state["rng"])
-
     # -- the loop ------------------------------------------------------------------------
 
     def run(self, max_steps: int | None) -> None:
+        state = self.state
         try:
-            while self.epoch < self.total_epochs:
-                if max_steps is not None and self.step >= max_steps:
+            while state.epoch < self.total_epochs:
+                if max_steps is not None and state.step >= max_steps:
                     break
                 self._train_epoch(max_steps)
-                stopping = max_steps is not None and self.step >= max_steps
-                self._finish_epoch(last=stopping or self.epoch == self.total_epochs)
+                stopping = max_steps is not None and state.step >= max_steps
+                self._finish_epoch(last=stopping or state.epoch == self.total_epochs)
         finally:
             if self.metrics is not None:
                 self.metrics.close()
@@ -306,149 +245,113 @@ class _Loop:
         )
 
     def _train_epoch(self, max_steps: int | None) -> None:
-        config, context = self.config, self.context
-        epoch_number = self.epoch + 1
+        config, context, state = self.config, self.context, self.state
+        epoch_number = state.epoch + 1
         precision = autocast(config.precision, self.device)
-        self.model.train()
+        state.model.train()
         window = RunningMeans()
         whole = RunningMeans()
-        for batch in self._loader(self.epoch):
+        for batch in self._loader(state.epoch):
             batch = batch.to(self.device, non_blocking=True)
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = state.optimizer.param_groups[0]["lr"]
             with precision:
                 terms = self.objective(
                     batch.visual, batch.audio, batch.mask, batch.segments, batch.labels
                 )
-            self.optimizer.zero_grad(set_to_none=True)
+            state.optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             limit = config.clip_grad if config.clip_grad > 0 else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit)
+            grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), limit)
             if not torch.isfinite(grad_norm):
                 raise TrainingDiverged(
                     f"the gradient norm is {float(grad_norm)} at epoch {epoch_number}, "
-                    f"step {self.step + 1} (loss {float(terms['total'].detach()):.4g}); "
+                    f"step {state.step + 1} (loss {float(terms['total'].detach()):.4g}); "
                     "lower train.lr or check the features"
                 )
-            self.optimizer.step()
-            self.scheduler.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-            self.step += 1
+            state.optimizer_step()
             for running in (window, whole):
                 running.add(terms, len(batch), float(grad_norm), lr)
             self._emit(
                 {
                     "event": "step",
                     "epoch": epoch_number,
-                    "step": self.step,
+                    "step": state.step,
                     "loss": float(terms["total"].detach()),
                     "lr": lr,
                 },
             )
-            if config.log_every > 0 and self.step % config.log_every == 0:
+            if config.log_every > 0 and state.step % config.log_every == 0:
                 self._emit(
                     {
                         "event": "train",
                         "epoch": epoch_number,
-                        "step": self.step,
+                        "step": state.step,
                         **window.summary(context),
                     }
                 )
                 window = RunningMeans()
-            if max_steps is not None and self.step >= max_steps:
+            if max_steps is not None and state.step >= max_steps:
                 break
         self._emit(
             {
                 "event": "epoch",
                 "epoch": epoch_number,
-                "step": self.step,
+                "step": state.step,
                 **whole.summary(context),
                 **peak_memory(self.device),
             }
         )
-        self.epoch += 1
+        state.epoch += 1
 
     def _finish_epoch(self, last: bool) -> None:
         """Validate when due, write last/best weights and the checkpoint."""
-        every = self.config.eval_every
-        due = last or (every > 0 and self.epoch % every == 0)
+        state, every = self.state, self.config.eval_every
+        due = last or (every > 0 and state.epoch % every == 0)
         improved = False
         if self.validation is not None and due:
             improved = self._validate()
         self._report_datasets()  # warnings of files first read during the epoch
         if self.context.is_main:
-            self._save(best=improved or self.validation is None)
-            self._emit({"event": "saved", "epoch": self.epoch, "step": self.step})
+            state.save(self.run_dir, self.recipe, best=improved or self.validation is None)
+            self._emit({"event": "saved", "epoch": state.epoch, "step": state.step})
 
     def _validate(self) -> bool:
         """Score the evaluation weights on the validation split; True when the best improved."""
         started = time.perf_counter()
-        model = self._evaluation_model()
+        state = self.state
         self._emit(
             {
                 "event": "validate",
-                "epoch": self.epoch,
-                "step": self.step,
+                "epoch": state.epoch,
+                "step": state.step,
                 "videos": len(self.validation.dataset),
             }
         )
-        results = self.validation.predict(model, self.context)  # restores the model's mode
-        maps, average = evaluate_results(results, self.validation)
-        improved = self.best_map is None or average > self.best_map
-        if improved:
-            self.best_map, self.best_epoch, self.best_maps = average, self.epoch, maps
-            if self.context.is_main:
-                from delcli.inference.predictor import write_results
+        # evaluating restores the model's mode
+        report = self.validation.evaluate(state.evaluation_model, self.context)
+        maps, average, results = report.maps, report.average_map, report.results
+        improved = state.record(maps, average)
+        if improved and self.context.is_main:
+            from delcli.inference.predictor import write_results
 
-                details = f"validation split '{self.recipe.data.val_split}', epoch {self.epoch}"
-                write_results(self.run_dir / VAL_PREDICTIONS, results, details=details)
+            details = f"validation split '{self.recipe.data.val_split}', epoch {state.epoch}"
+            write_results(self.run_dir / VAL_PREDICTIONS, results, details=details)
         self._emit(
             {
                 "event": "eval",
-                "epoch": self.epoch,
-                "step": self.step,
+                "epoch": state.epoch,
+                "step": state.step,
                 "map": maps,
                 "average_map": average,
                 "best": improved,
-                "best_map": self.best_map,
-                "best_epoch": self.best_epoch,
+                "best_map": state.best_map,
+                "best_epoch": state.best_epoch,
                 "videos": len(results),
                 "detections": sum(len(r) for r in results.values()),
                 "seconds": time.perf_counter() - started,
             }
         )
         return improved
-
-    def _evaluation_model(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.model
-
-    def _save(self, best: bool) -> None:
-        from delcli.weights import save_weights
-
-        weights = self._evaluation_model().state_dict()
-        metadata = {"epoch": str(self.epoch), "step": str(self.step)}
-        if self.best_epoch == self.epoch and self.best_map is not None:
-            metadata["average_map"] = repr(self.best_map)
-        save_weights(self.run_dir / "last.safetensors", weights, self.recipe, metadata)
-        if best:
-            save_weights(self.run_dir / "best.safetensors", weights, self.recipe, metadata)
-        state = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "steps_per_epoch": self.steps_per_epoch,
-            "best_map": self.best_map,
-            "best_epoch": self.best_epoch,
-            "best_maps": dict(self.best_maps),
-        }
-        save_checkpoint(
-            self.run_dir,
-            self.model.state_dict(),
-            self.ema.state_dict() if self.ema is not None else None,
-            state,
-        )
 
     # -- reporting -----------------------------------------------------------------------
 
@@ -461,33 +364,18 @@ class _Loop:
             self.on_event(event)
 
     def result(self, seconds: float) -> FitResult:
+        state = self.state
         return FitResult(
             run_dir=self.run_dir,
-            epochs=self.epoch,
-            steps=self.step,
-            best_epoch=self.best_epoch,
-            best_map=self.best_map,
-            best_maps=dict(self.best_maps),
+            epochs=state.epoch,
+            steps=state.step,
+            best_epoch=state.best_epoch,
+            best_map=state.best_map,
+            best_maps=dict(state.best_maps),
             average_tious=list(self.validation.average_tious) if self.validation else [],
             validated=self.validation is not None,
             seconds=seconds,
         )
-
-
-def with_data_paths(recipe: Recipe, features: Path | None, annotations: Path | None) -> Recipe:
-    """`recipe` with `data.features` / `data.annotations` replaced when given, and both made
-    absolute, so a run's config.yaml (and `--resume` from another directory) is unambiguous."""
-
-    def absolute(path: str | Path | None) -> str | None:
-        return str(Path(path).resolve()) if path is not None else None
-
-    data = recipe.data
-    data = replace(
-        data,
-        features=absolute(features if features is not None else data.features),
-        annotations=absolute(annotations if annotations is not None else data.annotations),
-    )
-    return replace(recipe, data=data)
 
 
 def peak_memory(device: torch.device) -> dict[str, float]:
