@@ -27,13 +27,13 @@ import torch
 from torch import Tensor
 
 from delcli.errors import ConfigError, WeightsError
-from delcli.features.base import Extractor, FeatureGrid, StreamOutput
+from delcli.features.base import FeatureGrid, StreamOutput
 from delcli.features.hub_model import (
-    autocast,
-    import_transformers,
+    HUB_MODEL_OPTIONS,
+    HubModelExtractor,
     load_pretrained,
-    read_config,
-    resolve_model_folder,
+    open_model,
+    random_model,
 )
 from delcli.features.pooling import WindowMean
 
@@ -52,18 +52,10 @@ HOW_TO_GET_WEIGHTS = (
 def build_dinov2(weights: str | None, random_init: bool, seed: int = 0) -> Any:
     """An eval-mode `Dinov2Model` from a weights spec, or a randomly initialised ViT-B/14
     (`Dinov2Config()`'s defaults; benchmarks only)."""
-    if random_init:
-        if weights is not None:
-            raise ConfigError("extractor 'dinov2': give weights= or random_init=True, not both")
-        transformers = import_transformers("dinov2")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return transformers.Dinov2Model(transformers.Dinov2Config()).eval()
-    if weights is None:
-        raise WeightsError(f"the dinov2 extractor needs weights: {HOW_TO_GET_WEIGHTS}")
-    folder = resolve_model_folder(weights)  # first: a missing file fails before the import
-    transformers = import_transformers("dinov2")
-    kind = read_config(folder, weights).get("model_type")
+    transformers, folder, values = open_model("dinov2", weights, random_init, HOW_TO_GET_WEIGHTS)
+    if folder is None:
+        return random_model(transformers.Dinov2Model, transformers.Dinov2Config(), seed)
+    kind = values.get("model_type")
     if kind != "dinov2":
         raise WeightsError(f"{weights}: a {kind!r} model, not DINOv2 (model_type 'dinov2')")
     config = transformers.Dinov2Config.from_pretrained(str(folder))
@@ -83,7 +75,7 @@ def normalise(frames: np.ndarray) -> Tensor:
     return (x - mean) / std
 
 
-class DINOv2Extractor(Extractor):
+class DINOv2Extractor(HubModelExtractor):
     """`dinov2`: one (2 × hidden)-d row per grid step, the mean of its frames' CLS ‖ mean patch.
 
     Options: `sample_fps` (frames per second the network sees; None: the grid's
@@ -99,16 +91,13 @@ class DINOv2Extractor(Extractor):
         "size": 256,
         "crop": 224,
         "batch_size": 32,
-        "dtype": "auto",
-        "random_init": False,
-        "seed": 0,
+        **HUB_MODEL_OPTIONS,
     }
 
     def __init__(
         self, grid: FeatureGrid, weights: str | None = None, device: str = "cpu", **options: Any
     ) -> None:
         super().__init__(grid, weights, device, **options)
-        autocast(device, self.options["dtype"])  # validates dtype before any loading
         sample_fps = self.options["sample_fps"]
         self.sample_fps = float(grid.fps if sample_fps is None else sample_fps)
         if not self.sample_fps > 0:
@@ -148,6 +137,6 @@ class DINOv2Extractor(Extractor):
     def embed_frames(self, frames: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 RGB frames, already resized and cropped → (B, 2·hidden) float32."""
         pixels = normalise(frames).to(self.device)
-        with autocast(self.device, self.options["dtype"]):
+        with self.autocast():
             tokens = self.model(pixel_values=pixels).last_hidden_state
         return cls_and_mean_patch(tokens.float()).cpu().numpy()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from delcli.errors import ConfigError, WeightsError
+from delcli.features.base import Extractor, FeatureGrid
 from delcli.features.weights import HF_SCHEME
 
 CONFIG = "config.json"
@@ -37,6 +38,55 @@ PICKLED = ("pytorch_model.bin", "model.bin")
 SHARDED = "model.safetensors.index.json"
 INSTALL = "pip install 'del-av[hub-features]'"
 CONVERT = "scripts/convert_hub_checkpoint.py"
+# The options every extractor of this module's networks takes (`HubModelExtractor`).
+HUB_MODEL_OPTIONS: dict[str, Any] = {"dtype": "auto", "random_init": False, "seed": 0}
+
+
+class HubModelExtractor(Extractor):
+    """An extractor whose network is a `transformers` model from a weights spec
+    (`open_model`): its `option_defaults` end with `HUB_MODEL_OPTIONS`; the `dtype`
+    option is checked before any loading and applied by `self.autocast()`."""
+
+    def __init__(
+        self, grid: FeatureGrid, weights: str | None = None, device: str = "cpu", **options: Any
+    ) -> None:
+        super().__init__(grid, weights, device, **options)
+        autocast(device, self.options["dtype"])  # validates dtype before any loading
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The `dtype` option's autocast on this extractor's device (`autocast`)."""
+        return autocast(self.device, self.options["dtype"])
+
+
+def open_model(
+    extractor: str, weights: str | None, random_init: bool, how_to_get: str
+) -> tuple[Any, Path | None, dict[str, Any]]:
+    """(`transformers`, model folder, its `config.json`) for an extractor's weights
+    spec; (`transformers`, None, {}) for `random_init`, which takes no weights.
+
+    The folder is resolved before `transformers` is imported, so a missing file
+    fails first."""
+    if random_init:
+        if weights is not None:
+            raise ConfigError(
+                f"extractor '{extractor}': give weights= or random_init=True, not both"
+            )
+        return import_transformers(extractor), None, {}
+    if weights is None:
+        raise WeightsError(f"the {extractor} extractor needs weights: {how_to_get}")
+    folder = resolve_model_folder(weights)
+    transformers = import_transformers(extractor)
+    return transformers, folder, read_config(folder, weights)
+
+
+def random_model(model_class: Any, config: Any, seed: int) -> Any:
+    """An eval-mode `model_class(config)` initialised from `seed`, leaving the global
+    torch RNG as it was (benchmarks only)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model_class(config).eval()
 
 
 def import_transformers(extractor: str) -> Any:

@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from delcli.errors import ConfigError, WeightsError
-from delcli.features.base import Extractor, FeatureGrid, StreamOutput
+from delcli.features.base import FeatureGrid, StreamOutput
 from delcli.features.hub_model import (
-    autocast,
-    import_transformers,
+    HUB_MODEL_OPTIONS,
+    HubModelExtractor,
     load_pretrained,
-    read_config,
-    resolve_model_folder,
+    open_model,
+    random_model,
 )
 from delcli.features.pooling import WindowMean
 
@@ -69,19 +69,10 @@ def unsupported_extras(config: dict[str, Any]) -> list[str]:
 def build_mert(weights: str | None, random_init: bool, seed: int = 0) -> tuple[Any, int]:
     """(eval-mode `HubertModel`, its sample rate) from a weights spec, or a randomly
     initialised HuBERT-base (the MERT-v1-95M shape; benchmarks only)."""
-    if random_init:
-        if weights is not None:
-            raise ConfigError("extractor 'mert': give weights= or random_init=True, not both")
-        transformers = import_transformers("mert")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = transformers.HubertModel(transformers.HubertConfig())
-        return model.eval(), DEFAULT_SAMPLE_RATE
-    if weights is None:
-        raise WeightsError(f"the mert extractor needs weights: {HOW_TO_GET_WEIGHTS}")
-    folder = resolve_model_folder(weights)  # first: a missing file fails before the import
-    transformers = import_transformers("mert")
-    values = read_config(folder, weights)
+    transformers, folder, values = open_model("mert", weights, random_init, HOW_TO_GET_WEIGHTS)
+    if folder is None:
+        model = random_model(transformers.HubertModel, transformers.HubertConfig(), seed)
+        return model, DEFAULT_SAMPLE_RATE
     kind = values.get("model_type")
     if kind not in MODEL_TYPES:
         raise WeightsError(
@@ -135,7 +126,7 @@ def parse_layers(layers: Any, num_layers: int) -> list[int]:
     return list(chosen)
 
 
-class MERTExtractor(Extractor):
+class MERTExtractor(HubModelExtractor):
     """`mert`: one hidden-size row per grid step, the mean of its MERT frames.
 
     Options: `layers` ("mean": every Transformer layer with equal weight; or a
@@ -150,16 +141,13 @@ class MERTExtractor(Extractor):
         "layers": "mean",
         "chunk_seconds": 5.0,
         "batch_size": 8,
-        "dtype": "auto",
-        "random_init": False,
-        "seed": 0,
+        **HUB_MODEL_OPTIONS,
     }
 
     def __init__(
         self, grid: FeatureGrid, weights: str | None = None, device: str = "cpu", **options: Any
     ) -> None:
         super().__init__(grid, weights, device, **options)
-        autocast(device, self.options["dtype"])  # validates dtype before any loading
         if not float(self.options["chunk_seconds"]) >= MIN_CHUNK_SECONDS:
             raise ConfigError(
                 f"extractor 'mert': chunk_seconds={self.options['chunk_seconds']!r} must be "
@@ -219,7 +207,7 @@ class MERTExtractor(Extractor):
         mean = x.mean(dim=1, keepdim=True)
         variance = x.var(dim=1, keepdim=True, unbiased=False)
         x = (x - mean) / torch.sqrt(variance + NORM_EPS)
-        with autocast(self.device, self.options["dtype"]):
+        with self.autocast():
             states = self.model(input_values=x, output_hidden_states=True).hidden_states
         chosen = torch.stack([states[i].float() for i in self.layers]).mean(dim=0)
         return chosen.cpu().numpy()
