@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 
 import typer
 
-from delcli.cli.output import note, progress_bar, stderr_console, stdout_console, write_json
+from delcli.cli.output import (
+    TableJson,
+    note,
+    progress_bar,
+    stderr_console,
+    stdout_console,
+    write_json,
+)
 from delcli.errors import ConfigError
 
 data_app = typer.Typer(
@@ -48,11 +54,6 @@ Examples:
 """  # noqa: E501 - one line per paragraph: the help formatter wraps them
 
 
-class StatsFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
@@ -87,8 +88,8 @@ def synth_command(
     force: bool = typer.Option(
         False, "--force", help="Replace a dataset made with other settings (or regenerate)."
     ),
-    output_format: StatsFormat = typer.Option(
-        StatsFormat.table, "--format", "-f", help="table for people, json for machines."
+    output_format: TableJson = typer.Option(
+        TableJson.table, "--format", "-f", help="table for people, json for machines."
     ),
 ) -> None:
     from dataclasses import asdict
@@ -112,7 +113,7 @@ def synth_command(
             result = write_synth_dataset(out, config, force=force, progress=progress.update)
     if result.skipped:
         note(f"{out} is already complete with these settings; nothing written (--force redoes it)")
-    if output_format is StatsFormat.json:
+    if output_format is TableJson.json:
         write_json(
             {
                 "folder": str(out),
@@ -146,8 +147,8 @@ def synth_video_command(
     force: bool = typer.Option(
         False, "--force", help="Replace videos made with other settings (or regenerate)."
     ),
-    output_format: StatsFormat = typer.Option(
-        StatsFormat.table, "--format", "-f", help="table for people, json for machines."
+    output_format: TableJson = typer.Option(
+        TableJson.table, "--format", "-f", help="table for people, json for machines."
     ),
 ) -> None:
     from delcli.synth.video import SynthVideoConfig, write_synth_videos
@@ -178,7 +179,7 @@ def synth_video_command(
     if result.skipped:
         note(f"{out} is already complete with these settings; nothing written (--force redoes it)")
     summary = synth_video_summary(result)
-    if output_format is StatsFormat.json:
+    if output_format is TableJson.json:
         write_json(summary)
     else:
         stdout_console().print(synth_video_table(summary))

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from delcli.cli.output import progress_bar, stderr_console, stdout_console, write_json
+from delcli.cli.output import TableJson, progress_bar, stderr_console, stdout_console, write_json
 from delcli.errors import ConfigError
 
 HELP = """Decode videos and write their feature arrays into OUT, in the layout that del train and del eval read, with OUT/features.json describing the grid, the extractors and every video's length.
@@ -31,11 +31,6 @@ Examples:
 
   torchrun --nproc_per_node=4 -m delcli.cli.app extract --list videos.txt --out feats --recipe unav100
 """  # noqa: E501 - one line per paragraph: the help formatter wraps them
-
-
-class SummaryFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
 
 
 class Naming(str, enum.Enum):
@@ -89,8 +84,8 @@ def extract_command(
         None, "--device", help="cpu | cuda | cuda:N (default: cuda when available)."
     ),
     force: bool = typer.Option(False, "--force", help="Extract finished videos again."),
-    output_format: SummaryFormat = typer.Option(
-        SummaryFormat.table, "--format", "-f", help="table for people, json for machines."
+    output_format: TableJson = typer.Option(
+        TableJson.table, "--format", "-f", help="table for people, json for machines."
     ),
 ) -> None:
     from delcli.extract import extract_folder, gather_videos
@@ -140,7 +135,7 @@ def extract_command(
             "(listed above); the others are written",
             highlight=False,
         )
-    if output_format is SummaryFormat.json:
+    if output_format is TableJson.json:
         write_json(report.summary())
     else:
         stdout_console().print(summary_table(report.summary()))

@@ -17,6 +17,13 @@ class OutputFormat(str, enum.Enum):
     csv = "csv"
 
 
+class TableJson(str, enum.Enum):
+    """`--format` of the commands that print a table for people or JSON for machines."""
+
+    table = "table"
+    json = "json"
+
+
 class _StdoutConsole(Console):
     def on_broken_pipe(self) -> None:
         # rich exits with 1 here; the reader leaving early (`| head`) is not a failure,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from delcli.cli.output import note, stdout_console, write_json
+from delcli.cli.output import TableJson, note, stdout_console, write_json
 from delcli.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
@@ -49,11 +49,6 @@ Examples:
 
   HF_HOME=/shared/hf del zoo download thumos14 --force
 """  # noqa: E501
-
-
-class ListFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
 
 
 class ShowFormat(str, enum.Enum):
@@ -128,14 +123,14 @@ def summary(recipe: Recipe) -> dict[str, Any]:
 
 @zoo_app.command("list", help=LIST_HELP)
 def list_command(
-    output_format: ListFormat = typer.Option(
-        ListFormat.table, "--format", "-f", help="table for people, json for machines."
+    output_format: TableJson = typer.Option(
+        TableJson.table, "--format", "-f", help="table for people, json for machines."
     ),
 ) -> None:
     from delcli.recipe import zoo_names
 
     rows = [summary(zoo_recipe(name)) for name in zoo_names()]
-    if output_format is ListFormat.json:
+    if output_format is TableJson.json:
         write_json([{**row, "cached": row["weights"]["cached"]} for row in rows])
         return
     from rich.table import Table
