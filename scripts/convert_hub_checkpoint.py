@@ -17,7 +17,6 @@ every tensor of the network is there with its shape.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import sys
 from pathlib import Path
@@ -26,16 +25,9 @@ import torch
 
 from delcli.errors import DelError
 from delcli.files import atomic_path
+from delcli.hub.download import sha256_of
 
 CONVERTER_VERSION = "1"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert(source: Path, out: Path) -> Path:

@@ -18,7 +18,6 @@ safetensors metadata. Use the two files as the extractor's weights, e.g.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 import sys
 from pathlib import Path
@@ -27,16 +26,9 @@ import torch
 
 from delcli.errors import WeightsError
 from delcli.features.i3d_network import STREAM_CHANNELS, match_i3d_state_dict
+from delcli.hub.download import sha256_of
 
 CONVERTER_VERSION = "1"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_checkpoint(path: Path) -> dict[str, torch.Tensor]:

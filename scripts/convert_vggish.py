@@ -20,7 +20,6 @@ and this converter's version in its metadata.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import pickle
 import sys
 from pathlib import Path
@@ -30,20 +29,13 @@ import torch
 
 from delcli.errors import WeightsError
 from delcli.features.vggish import PCA_KEYS, VGGish
+from delcli.hub.download import sha256_of
 
 CONVERTER_VERSION = "1"
 # Prefixes wrappers add to a torchvggish state dict (DataParallel, a parent module).
 STRIP_PREFIXES = ("module.", "vggish.", "model.")
 # torchvggish keeps the PCA parameters in a `pproc` submodule.
 RENAMES = {f"pproc.{key}": key for key in PCA_KEYS}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _numpy_array_globals() -> list:
