@@ -49,30 +49,50 @@ def read_json(path: Path) -> Any:
     """Parse a JSON file; a syntax error becomes one `DataError` line with its position."""
     with open_text(path) as handle:
         try:
-            return json.load(handle)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
-            ) from None
+            text = handle.read()
         except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as error:
             raise DataError(f"{path}: unreadable ({error})") from None
+    return parse_json(text, path)
+
+
+def parse_json(text: str, source: Path | str) -> Any:
+    """Parse JSON text read from `source`; a syntax error becomes one `DataError` line
+    with its position."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{source}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+        ) from None
 
 
 def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     """All rows of a CSV file with a header that holds at least `required`."""
     with open_text(path) as handle:
         try:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            missing = [name for name in required if name not in header]
-            if missing:
-                raise DataError(
-                    f"{path}: CSV header lacks column(s) {', '.join(missing)} "
-                    f"(found: {', '.join(header) or 'no header'})"
-                )
-            return list(reader)
+            return csv_dict_rows(handle, path, required)
         except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as error:
             raise DataError(f"{path}: unreadable ({error})") from None
+
+
+def csv_dict_rows(
+    handle: Iterable[str], source: Path | str, required: tuple[str, ...]
+) -> list[dict[str, str]]:
+    """All rows of CSV text (read from `source`) whose header holds at least `required`;
+    a missing column or a malformed row is a `DataError`. An error reading the header
+    itself (decoding, `csv.Error`) is left to the caller."""
+    reader = csv.DictReader(handle)
+    header = reader.fieldnames or []
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise DataError(
+            f"{source}: CSV header lacks column(s) {', '.join(missing)} "
+            f"(found: {', '.join(header) or 'no header'})"
+        )
+    try:
+        return list(reader)
+    except csv.Error as error:
+        raise DataError(f"{source}: unreadable ({error})") from None
 
 
 def read_annotations(path: Path | str, epic_task: str | None = None) -> Annotations:

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from delcli.data.formats import declared_classes, open_text
+from delcli.data.formats import declared_classes, open_text, parse_json
 from delcli.errors import DataError
 
 CSV_COLUMNS = ("video", "start", "end", "label")
@@ -178,12 +177,7 @@ def _add_row(labels: LabelFile, where, video, start, end, label, split) -> None:
 def read_label_json(text: str, source: str) -> LabelFile:
     """ActivityNet / ActionFormer `database` JSON; subsets become splits."""
     name = Path(source).name
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"{source}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
-        ) from None
+    data = parse_json(text, source)
     database = data.get("database") if isinstance(data, dict) else None
     if not isinstance(database, dict):
         raise DataError(

@@ -3,16 +3,14 @@ into flat arrays."""
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from delcli.data.formats import read_csv_rows, read_json
+from delcli.data.formats import csv_dict_rows, parse_json, read_csv_rows, read_json
 from delcli.errors import DataError
 
 CSV_COLUMNS = ("video", "start", "end", "label", "score")
@@ -64,14 +62,8 @@ def read_predictions(path: Path | str, text: str | None = None) -> Predictions:
     if not text.strip():
         raise DataError(f"{path}: holds no predictions (empty input)")
     if text.lstrip().startswith(("{", "[")):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
-            ) from None
-        return _read_results_json(path, data)
-    return _read_csv(path, csv_rows(text, path))
+        return _read_results_json(path, parse_json(text, path))
+    return _read_csv(path, csv_dict_rows(io.StringIO(text), path, CSV_COLUMNS))
 
 
 def pickle_conversion(path: Path) -> str:
@@ -95,22 +87,6 @@ def refuse_pickle(path: Path) -> None:
             f"{path}: a pickle; del does not unpickle (it can run code). Convert it once, "
             f"where it was made: {pickle_conversion(path)}"
         )
-
-
-def csv_rows(text: str, path: Path) -> list[dict[str, str]]:
-    """Rows of CSV text with the prediction columns in its header."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    missing = [name for name in CSV_COLUMNS if name not in header]
-    if missing:
-        raise DataError(
-            f"{path}: CSV header lacks column(s) {', '.join(missing)} "
-            f"(found: {', '.join(header) or 'no header'})"
-        )
-    try:
-        return list(reader)
-    except csv.Error as error:
-        raise DataError(f"{path}: unreadable ({error})") from None
 
 
 def results_to_predictions(results: dict[str, list[dict]], source: str = "") -> Predictions:
