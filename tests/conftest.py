@@ -1,4 +1,5 @@
-"""Shared fixtures: the bundled real annotations, read once per session."""
+"""Shared fixtures: the bundled real annotations, read once per session; an offline
+Hugging Face cache."""
 
 from __future__ import annotations
 
@@ -24,3 +25,15 @@ def real_annotations() -> dict[str, Annotations]:
         name: read_annotations(resource_path(b.annotation_file), epic_task=b.epic_task)
         for name, b in BENCHMARKS.items()
     }
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty Hugging Face cache (HF_HUB_CACHE) in tmp, offline."""
+    cache = tmp_path / "hf"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    return cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -57,3 +58,18 @@ def write_database(path: Path, events: list[tuple[str, float, float, str]], subs
         entry["annotations"].append({"label": label, "segment": [start, end]})
     path.write_text(json.dumps({"version": "test", "database": database}))
     return path
+
+
+def write_hf_cache(root: Path, repo: str, files: dict[str, bytes], commit: str) -> Path:
+    """A Hugging Face cache laid out by hand: blobs by sha256, snapshot links, refs/main."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    (folder / "blobs").mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(commit)
+    for name, data in files.items():
+        digest = hashlib.sha256(data).hexdigest()
+        (folder / "blobs" / digest).write_bytes(data)
+        link = folder / "snapshots" / commit / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("../" * (len(Path(name).parts) + 1)) / "blobs" / digest)
+    return root

@@ -35,6 +35,8 @@ from delcli.features.logmel import (
 from delcli.features.vggish import VGGish, VGGishExtractor
 from delcli.features.weights import load_extractor_weights
 
+from helpers import write_hf_cache
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNAV = GRID_PRESETS["unav100"]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -306,32 +308,6 @@ def vggish_state() -> dict[str, torch.Tensor]:
     return state
 
 
-def write_hf_cache(root: Path, repo: str, files: dict[str, bytes], commit: str = COMMIT) -> Path:
-    """A Hugging Face cache laid out by hand: blobs by sha256, snapshot links, refs/main."""
-    folder = root / f"models--{repo.replace('/', '--')}"
-    (folder / "blobs").mkdir(parents=True)
-    (folder / "refs").mkdir()
-    (folder / "refs" / "main").write_text(commit)
-    for name, data in files.items():
-        digest = hashlib.sha256(data).hexdigest()
-        (folder / "blobs" / digest).write_bytes(data)
-        link = folder / "snapshots" / commit / name
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(Path("../" * (len(Path(name).parts) + 1)) / "blobs" / digest)
-    return root
-
-
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    cache = tmp_path / "hf"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    return cache
-
-
 @pytest.fixture(scope="module")
 def vggish_bytes(vggish_state) -> bytes:
     from safetensors.torch import save
@@ -350,7 +326,7 @@ def test_vggish_state_dict_uses_torchvggish_names():
 def test_vggish_from_the_hub_cache_gives_one_quantised_embedding_per_step(
     offline_hub, vggish_bytes, vggish_state, media_io, tmp_path
 ):
-    write_hf_cache(offline_hub, "del-test/vggish", {"vggish.safetensors": vggish_bytes})
+    write_hf_cache(offline_hub, "del-test/vggish", {"vggish.safetensors": vggish_bytes}, COMMIT)
     extractor = get_extractor(
         "vggish", UNAV, weights="hf://del-test/vggish/vggish.safetensors@main"
     )
@@ -505,7 +481,7 @@ def small_weights() -> dict[str, torch.Tensor]:
 def test_hub_weights_resolve_by_ref_by_commit_and_by_default(offline_hub, small_weights):
     from safetensors.torch import save
 
-    write_hf_cache(offline_hub, "org/model", {"sub/w.safetensors": save(small_weights)})
+    write_hf_cache(offline_hub, "org/model", {"sub/w.safetensors": save(small_weights)}, COMMIT)
     for spec in (
         "hf://org/model/sub/w.safetensors@main",
         f"hf://org/model/sub/w.safetensors@{COMMIT}",
@@ -518,7 +494,7 @@ def test_hub_weights_resolve_by_ref_by_commit_and_by_default(offline_hub, small_
 def test_hub_weights_not_in_the_cache_fail_fast_in_one_line(offline_hub, small_weights):
     from safetensors.torch import save
 
-    write_hf_cache(offline_hub, "org/model", {"w.safetensors": save(small_weights)})
+    write_hf_cache(offline_hub, "org/model", {"w.safetensors": save(small_weights)}, COMMIT)
     for spec in (
         "hf://org/model/other.safetensors",
         "hf://org/absent/w.safetensors@main",
@@ -536,7 +512,7 @@ def test_hub_weights_that_are_not_safetensors_are_refused(offline_hub):
     import pickle
 
     blob = pickle.dumps({"layer.weight": [1.0, 2.0]})
-    write_hf_cache(offline_hub, "org/model", {"w.pth": blob, "w.safetensors": b"\x00" * 40})
+    write_hf_cache(offline_hub, "org/model", {"w.pth": blob, "w.safetensors": b"\x00" * 40}, COMMIT)
     for name in ("w.pth", "w.safetensors"):
         with pytest.raises(WeightsError, match="not a safetensors file"):
             load_extractor_weights(f"hf://org/model/{name}")

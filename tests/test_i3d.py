@@ -21,6 +21,8 @@ from delcli.features.flow import FLOW_METHODS, FlowMethod, get_flow_method
 from delcli.features.i3d import I3DExtractor, flow_to_input, rgb_to_input, stream_weight_specs
 from delcli.features.i3d_network import InceptionI3d, same_padding
 
+from helpers import write_hf_cache
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNAV = GRID_PRESETS["unav100"]
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
@@ -144,37 +146,12 @@ def random_state(channels: int, seed: int) -> dict[str, torch.Tensor]:
         return network.state_dict()
 
 
-def write_hf_cache(root: Path, repo: str, files: dict[str, bytes]) -> None:
-    """A Hugging Face cache laid out by hand: blobs by sha256, snapshot links, refs/main."""
-    folder = root / f"models--{repo.replace('/', '--')}"
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(COMMIT)
-    (folder / "blobs").mkdir()
-    (folder / "snapshots" / COMMIT).mkdir(parents=True)
-    for name, data in files.items():
-        digest = hashlib.sha256(data).hexdigest()
-        (folder / "blobs" / digest).write_bytes(data)
-        (folder / "snapshots" / COMMIT / name).symlink_to(Path("../../blobs") / digest)
-
-
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    cache = tmp_path / "hf"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    return cache
-
-
 def test_extractor_with_hub_weights_gives_one_feature_per_step_and_stream(offline_hub, clip):
     from safetensors.torch import save
 
     states = {"rgb": random_state(3, seed=1), "flow": random_state(2, seed=2)}
-    write_hf_cache(
-        offline_hub, "del-test/i3d", {f"i3d_{s}.safetensors": save(v) for s, v in states.items()}
-    )
+    files = {f"i3d_{s}.safetensors": save(v) for s, v in states.items()}
+    write_hf_cache(offline_hub, "del-test/i3d", files, COMMIT)
     from delcli.io import probe
 
     extractor = get_extractor(

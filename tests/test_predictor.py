@@ -29,6 +29,8 @@ from delcli.model.del_model import DELModel
 from delcli.recipe import load_recipe
 from delcli.weights import save_weights
 
+from helpers import TINY_MODEL
+
 CLASSES = ["bark", "ring", "wave"]
 UNAV_GRID = TimeGrid(step_seconds=0.32, offset_seconds=0.48)
 HARD_NMS = NMSConfig(use_soft_nms=False, iou_threshold=0.5, min_score=0.0, max_seg_num=None)
@@ -65,19 +67,7 @@ def tiny_recipe(annotations: Path, num_classes: int = 3, **data):
                 "classes": CLASSES,
                 **data,
             },
-            "model": {
-                "visual_dim": 12,
-                "audio_dim": 6,
-                "num_classes": num_classes,
-                "max_seq_len": 32,
-                "embed_dim": 32,
-                "n_heads": 4,
-                "adapter_heads": 4,
-                "n_levels": 3,
-                "window_size": 5,
-                "head_dim": 32,
-                "projection_dim": 16,
-            },
+            "model": {**TINY_MODEL, "num_classes": num_classes},
             "inference": {"batch_size": 3, "max_detections": 50},
         }
     )
