@@ -9,8 +9,10 @@ their git blob sha1; every answer for a known revision carries
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -48,6 +50,19 @@ class LocalHub(ThreadingHTTPServer):
     def __exit__(self, *exc) -> None:
         self.shutdown()
         self.server_close()
+
+
+@contextlib.contextmanager
+def online_hub(monkeypatch) -> Iterator[LocalHub]:
+    """A running `LocalHub` as HF_ENDPOINT, with huggingface_hub online (no telemetry)."""
+    from huggingface_hub import constants
+
+    with LocalHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import by the library
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+        yield hub
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,14 +8,12 @@ import importlib.util
 import json
 import pickle
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import torch
+from hub_server import online_hub
 
 from delcli.errors import ConfigError, WeightsError
 from delcli.hub import download
@@ -108,61 +106,11 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "hf" / "hub"
 
 
-class FakeHub(BaseHTTPRequestHandler):
-    """The Hub's resolve route, as huggingface_hub calls it:
-    HEAD/GET /{org}/{name}/resolve/{rev}/{file}."""
-
-    def do_HEAD(self) -> None:
-        self.answer(body=False)
-
-    def do_GET(self) -> None:
-        self.answer(body=True)
-
-    def answer(self, body: bool) -> None:
-        self.server.requests.append((self.command, self.path))
-        parts = urlsplit(self.path).path.strip("/").split("/")
-        if len(parts) < 5 or parts[2] != "resolve":
-            return self.reply(404, {})
-        repo, revision, file = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
-        revisions = self.server.repos.get(repo)
-        if revisions is None:
-            return self.reply(404, {"X-Error-Code": "RepoNotFound"})
-        if revision not in revisions:
-            return self.reply(404, {"X-Error-Code": "RevisionNotFound"})
-        data = revisions[revision].get(file)
-        if data is None:
-            return self.reply(404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": revision})
-        headers = {"X-Repo-Commit": revision, "ETag": f'"{sha256(data)}"'}
-        self.reply(200, headers, data if body else b"", len(data))
-
-    def reply(self, status: int, headers: dict, data: bytes = b"", length: int = 0) -> None:
-        self.send_response(status)
-        for key, value in {**headers, "Content-Length": str(length or len(data))}.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if data:
-            self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def hub_server(hf_cache, monkeypatch):
-    """A local Hub at HF_ENDPOINT, online: `.repos[repo][revision][file] = bytes`."""
-    from huggingface_hub import constants
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    server.repos, server.requests = {}, []
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import by the library
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    yield server
-    server.shutdown()
-    server.server_close()
+    """A local Hub at HF_ENDPOINT, online (`hub_server.LocalHub`)."""
+    with online_hub(monkeypatch) as hub:
+        yield hub
 
 
 def one_line(excinfo) -> str:
@@ -256,7 +204,7 @@ def test_hf_hub_cache_is_read_when_called(hf_cache, weights_bytes, tmp_path, mon
 def test_a_download_lands_in_the_cache_verified_and_is_then_used_offline(
     hub_server, hf_cache, weights_bytes, monkeypatch
 ):
-    hub_server.repos[REPO] = {REVISION: {"model.safetensors": weights_bytes}}
+    hub_server.add(REPO, {"model.safetensors": weights_bytes}, commit=REVISION)
     entry = entry_for(weights_bytes)
     path = fetch(entry)
     folder = hf_cache / f"models--{REPO.replace('/', '--')}"
@@ -267,12 +215,12 @@ def test_a_download_lands_in_the_cache_verified_and_is_then_used_offline(
     assert gets == [("GET", f"/{REPO}/resolve/{REVISION}/model.safetensors")]
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    hub_server.repos.clear()
+    hub_server.commits.clear()
     assert fetch(entry) == path
 
 
 def test_force_downloads_again(hub_server, hf_cache, weights_bytes):
-    hub_server.repos[REPO] = {REVISION: {"model.safetensors": weights_bytes}}
+    hub_server.add(REPO, {"model.safetensors": weights_bytes}, commit=REVISION)
     entry = entry_for(weights_bytes)
     fetch(entry)
     fetch(entry, force=True)
@@ -281,23 +229,24 @@ def test_force_downloads_again(hub_server, hf_cache, weights_bytes):
 
 
 def test_a_download_with_the_wrong_content_is_not_used(hub_server, hf_cache, weights_bytes):
-    hub_server.repos[REPO] = {REVISION: {"model.safetensors": weights_bytes}}
+    hub_server.add(REPO, {"model.safetensors": weights_bytes}, commit=REVISION)
     with pytest.raises(WeightsError) as excinfo:
         fetch(entry_for(weights_bytes, sha256="cd" * 32))
     assert "sha256 mismatch" in one_line(excinfo)
 
 
 @pytest.mark.parametrize(
-    ("repos", "expected"),
+    ("commits", "expected"),
     [
-        ({REPO: {OTHER_REVISION: {}}}, f"has no revision {REVISION}"),
-        ({REPO: {REVISION: {}}}, "has no file model.safetensors"),
+        ({REPO: OTHER_REVISION}, f"has no revision {REVISION}"),
+        ({REPO: REVISION}, "has no file model.safetensors"),
         ({}, "no such repo"),
     ],
     ids=["wrong-revision", "missing-file", "unknown-repo"],
 )
-def test_what_the_hub_lacks_is_one_line(hub_server, weights_bytes, repos, expected):
-    hub_server.repos.update(repos)
+def test_what_the_hub_lacks_is_one_line(hub_server, weights_bytes, commits, expected):
+    for repo, commit in commits.items():
+        hub_server.add(repo, {}, commit=commit)
     started = time.perf_counter()
     with pytest.raises(WeightsError) as excinfo:
         fetch(entry_for(weights_bytes))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hub_server import LocalHub
+from hub_server import online_hub
 from test_features import write_media
 
 from delcli.cli import app as cli_app
@@ -138,13 +138,7 @@ def hf_offline(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def local_hub(hf_offline, monkeypatch):
     """Online, with HF_ENDPOINT at a LocalHub on 127.0.0.1 and an empty cache."""
-    from huggingface_hub import constants
-
-    with LocalHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.delenv("HF_HUB_OFFLINE")
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import by the library
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    with online_hub(monkeypatch) as hub:
         yield hub
 
 
