@@ -1,7 +1,9 @@
-"""Shared fixtures: the bundled real annotations, read once per session; an offline
-Hugging Face cache."""
+"""Shared fixtures: the bundled real annotations, read once per session; offline
+Hugging Face caches."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +27,16 @@ def real_annotations() -> dict[str, Annotations]:
         name: read_annotations(resource_path(b.annotation_file), epic_task=b.epic_task)
         for name, b in BENCHMARKS.items()
     }
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch) -> Path:
+    """An empty HF_HOME in tmp, offline: the cache is HF_HOME/hub."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    return tmp_path / "hf" / "hub"
 
 
 @pytest.fixture

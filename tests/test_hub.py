@@ -97,16 +97,6 @@ def weights_bytes(tmp_path_factory) -> bytes:
 
 
 @pytest.fixture
-def hf_cache(tmp_path, monkeypatch) -> Path:
-    """An empty HF_HOME in tmp, offline: the cache is HF_HOME/hub."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    return tmp_path / "hf" / "hub"
-
-
-@pytest.fixture
 def hub_server(hf_cache, monkeypatch):
     """A local Hub at HF_ENDPOINT, online (`hub_server.LocalHub`)."""
     with online_hub(monkeypatch) as hub:

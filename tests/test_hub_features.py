@@ -126,17 +126,7 @@ def clip(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def hf_offline(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "hf" / "hub"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    return cache
-
-
-@pytest.fixture
-def local_hub(hf_offline, monkeypatch):
+def local_hub(hf_cache, monkeypatch):
     """Online, with HF_ENDPOINT at a LocalHub on 127.0.0.1 and an empty cache."""
     with online_hub(monkeypatch) as hub:
         yield hub
@@ -237,7 +227,7 @@ def test_del_extract_with_dinov2_from_a_local_folder(tmp_path, dinov2_folder, cl
 
 
 def test_a_repo_id_is_downloaded_verified_and_then_used_offline(
-    local_hub, dinov2_folder, clip, hf_offline, monkeypatch
+    local_hub, dinov2_folder, clip, hf_cache, monkeypatch
 ):
     from delcli.io import probe
 
@@ -247,7 +237,7 @@ def test_a_repo_id_is_downloaded_verified_and_then_used_offline(
         f"/facebook/dinov2-tiny/resolve/{COMMIT}/model.safetensors",
         "/facebook/dinov2-tiny/resolve/main/config.json",
     ]
-    snapshot = hf_offline / "models--facebook--dinov2-tiny" / "snapshots" / COMMIT
+    snapshot = hf_cache / "models--facebook--dinov2-tiny" / "snapshots" / COMMIT
     assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "model.safetensors"]
     online = extractor.extract(clip, probe(clip))["dinov2"]
 
@@ -259,7 +249,7 @@ def test_a_repo_id_is_downloaded_verified_and_then_used_offline(
     assert local_hub.requests == []
 
 
-def test_a_repo_not_cached_while_offline_fails_at_once_in_one_line(hf_offline):
+def test_a_repo_not_cached_while_offline_fails_at_once_in_one_line(hf_cache):
     started = time.perf_counter()
     with pytest.raises(WeightsError) as excinfo:
         get_extractor("dinov2", UNAV, weights="facebook/dinov2-base")
@@ -279,7 +269,7 @@ def test_a_repo_without_safetensors_names_the_converter(local_hub, dinov2_folder
     assert not [path for path in local_hub.downloads() if path.endswith(".bin")]
 
 
-def test_hf_extractor_weights_are_downloaded_when_online(local_hub, hf_offline):
+def test_hf_extractor_weights_are_downloaded_when_online(local_hub, hf_cache):
     from safetensors.torch import save
 
     from delcli.features.weights import load_extractor_weights
@@ -289,12 +279,12 @@ def test_hf_extractor_weights_are_downloaded_when_online(local_hub, hf_offline):
     loaded = load_extractor_weights("hf://org/weights/w.safetensors")
     assert torch.equal(loaded["layer.weight"], tensors["layer.weight"])
     assert local_hub.downloads() == ["/org/weights/resolve/main/w.safetensors"]
-    blob = hf_offline / "models--org--weights" / "blobs"
+    blob = hf_cache / "models--org--weights" / "blobs"
     assert [p.name for p in blob.iterdir()] == [hashlib.sha256(save(tensors)).hexdigest()]
 
 
 def test_a_download_that_differs_from_the_announced_checksum_is_not_used(
-    local_hub, hf_offline, monkeypatch
+    local_hub, hf_cache, monkeypatch
 ):
     import hub_server
     from safetensors.torch import save
@@ -309,7 +299,7 @@ def test_a_download_that_differs_from_the_announced_checksum_is_not_used(
     assert "does not match the checksum the Hub announced" in one_line(excinfo)
 
 
-def test_an_unreachable_endpoint_fails_fast(hf_offline, monkeypatch):
+def test_an_unreachable_endpoint_fails_fast(hf_cache, monkeypatch):
     import socket
 
     from huggingface_hub import constants

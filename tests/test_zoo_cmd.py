@@ -31,16 +31,7 @@ def zoo_registered():
 
 
 @pytest.fixture
-def offline_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    return tmp_path / "hf" / "hub"
-
-
-@pytest.fixture
-def published_unav100(offline_cache, tmp_path, monkeypatch):
+def published_unav100(hf_cache, tmp_path, monkeypatch):
     """`unav100` as if published: its manifest names a file the test may put in the cache."""
     import delcli.recipe
 
@@ -60,7 +51,7 @@ def one_line_error(err: str) -> str:
     return err
 
 
-def test_list_shows_every_model_with_status_and_whether_it_is_here(capsys, offline_cache):
+def test_list_shows_every_model_with_status_and_whether_it_is_here(capsys, hf_cache):
     code, out, _ = run(capsys, "zoo", "list")
     assert code == 0
     for name in zoo_names():
@@ -71,7 +62,7 @@ def test_list_shows_every_model_with_status_and_whether_it_is_here(capsys, offli
     assert "unpublished" in unav and "51.1" in unav and "100" in unav and "i3d + vggish" in unav
 
 
-def test_list_json_is_machine_readable(capsys, offline_cache):
+def test_list_json_is_machine_readable(capsys, hf_cache):
     code, out, _ = run(capsys, "zoo", "list", "--format", "json")
     assert code == 0
     rows = {row["name"]: row for row in json.loads(out)}
@@ -83,17 +74,17 @@ def test_list_json_is_machine_readable(capsys, offline_cache):
 
 
 def test_a_published_model_is_listed_as_cached_once_it_is_in_the_cache(
-    capsys, offline_cache, published_unav100
+    capsys, hf_cache, published_unav100
 ):
     _, out, _ = run(capsys, "zoo", "list", "-f", "json")
     assert {r["name"]: r["cached"] for r in json.loads(out)}["unav100"] is False
-    put_in_cache(offline_cache, published_unav100)
+    put_in_cache(hf_cache, published_unav100)
     _, out, _ = run(capsys, "zoo", "list")
     unav = next(line for line in out.splitlines() if "unav100" in line)
     assert "published" in unav and "yes" in unav
 
 
-def test_show_prints_the_manifest(capsys, offline_cache):
+def test_show_prints_the_manifest(capsys, hf_cache):
     code, out, _ = run(capsys, "zoo", "show", "unav100")
     assert code == 0
     assert "Table 4" in out and "unpublished" in out and "del train unav100" in out
@@ -102,7 +93,7 @@ def test_show_prints_the_manifest(capsys, offline_cache):
 
 @pytest.mark.parametrize("output_format", ["json", "yaml"])
 def test_show_json_and_yaml_hold_the_recipe_summary_weights_and_paper(
-    capsys, offline_cache, output_format
+    capsys, hf_cache, output_format
 ):
     code, out, _ = run(capsys, "zoo", "show", "demo", "--format", output_format)
     assert code == 0
@@ -113,7 +104,7 @@ def test_show_json_and_yaml_hold_the_recipe_summary_weights_and_paper(
     assert info["features"]["fps"] == 12.5
 
 
-def test_download_of_an_unpublished_model_says_how_to_train_it(capsys, offline_cache):
+def test_download_of_an_unpublished_model_says_how_to_train_it(capsys, hf_cache):
     code, out, err = run(capsys, "zoo", "download", "unav100")
     assert (code, out) == (2, "")
     assert one_line_error(err) == (
@@ -129,7 +120,7 @@ def test_an_unknown_name_suggests_the_closest(capsys, command):
     assert "no model 'thumos' in the zoo (did you mean 'thumos14'?)" in one_line_error(err)
 
 
-def test_download_of_the_packaged_demo_verifies_it_and_prints_its_path(capsys, offline_cache):
+def test_download_of_the_packaged_demo_verifies_it_and_prints_its_path(capsys, hf_cache):
     code, out, err = run(capsys, "zoo", "download", "demo")
     assert code == 0
     assert out == f"{packaged_weights('demo')}\n" and "sha256 verified" in err
@@ -145,46 +136,30 @@ def test_download_of_a_published_model_offline_and_not_cached_is_one_line_at_onc
     assert "HF_HUB_OFFLINE is set" in one_line_error(err)
 
 
-def test_download_of_a_published_model_from_the_cache(capsys, offline_cache, published_unav100):
-    snapshot = put_in_cache(offline_cache, published_unav100)
+def test_download_of_a_published_model_from_the_cache(capsys, hf_cache, published_unav100):
+    snapshot = put_in_cache(hf_cache, published_unav100)
     code, out, err = run(capsys, "zoo", "download", "unav100")
     assert code == 0, err
     assert out == f"{snapshot}\n"
 
 
-def test_download_from_a_local_hub_then_offline(
-    capsys, offline_cache, published_unav100, monkeypatch
-):
-    import threading
-    from http.server import ThreadingHTTPServer
+def test_download_from_a_local_hub_then_offline(capsys, hf_cache, published_unav100, monkeypatch):
+    from hub_server import online_hub
 
-    from huggingface_hub import constants
-    from test_hub import FakeHub
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    server.repos = {REPO: {REVISION: {"model.safetensors": published_unav100}}}
-    server.requests = []
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
-        monkeypatch.delenv("HF_HUB_OFFLINE")
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    with online_hub(monkeypatch) as hub:
+        hub.add(REPO, {"model.safetensors": published_unav100}, commit=REVISION)
         code, out, err = run(capsys, "zoo", "download", "unav100")
         assert code == 0, err
         path = out.strip()
         assert path.endswith(f"snapshots/{REVISION}/model.safetensors")
-    finally:
-        server.shutdown()
-        server.server_close()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert run(capsys, "zoo", "download", "unav100")[:2] == (0, f"{path}\n")
 
 
 def test_a_corrupt_cached_file_is_refused_by_download(
-    capsys, offline_cache, published_unav100, tmp_path
+    capsys, hf_cache, published_unav100, tmp_path
 ):
-    put_in_cache(offline_cache, tiny_weights(tmp_path, seed=3), blob=sha256(published_unav100))
+    put_in_cache(hf_cache, tiny_weights(tmp_path, seed=3), blob=sha256(published_unav100))
     code, out, err = run(capsys, "zoo", "download", "unav100")
     assert (code, out) == (2, "")
     assert "sha256 mismatch" in one_line_error(err) and "del-quarantine" in err
