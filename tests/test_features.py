@@ -797,6 +797,22 @@ def test_a_clip_shorter_than_one_window_gives_one_step_from_what_there_is(media_
     assert np.isfinite(visual).all() and visual[0, VISUAL_NAMES.index("hue0.mean")] > 0
 
 
+def test_basic_audio_runs_torch_on_one_thread_and_gives_the_count_back(
+    media_io, square_and_tone, monkeypatch
+):
+    extractor = BasicExtractor(BASIC)
+    seen = []
+    monkeypatch.setattr(
+        extractor, "audio_features", lambda blocks, steps: seen.append(torch.get_num_threads())
+    )
+    torch.set_num_threads(2)  # conftest runs the tests on one
+    try:
+        extractor.audio_of(square_and_tone, 5)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_basic_audio_of_silence_is_the_log_floor_with_no_spread():
     extractor = BasicExtractor(BASIC)
     audio = extractor.audio_features(np.zeros(16000 * 2, np.float32), BASIC.num_steps(2.0))
