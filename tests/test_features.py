@@ -600,6 +600,138 @@ def test_a_red_square_shows_in_the_colour_statistics(media_io, square_and_tone):
     assert column("motion_quad0.max")[still].max() < 0.002
 
 
+def frame_statistics_before(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`frame_statistics` as computed before 2026-12-07, the oracle the faster one is
+    held to: sums as float32 matrix products (BLAS), variance as E[x²] − mean²."""
+    from delcli.features.basic import HUE_BINS, LUMA
+
+    def means(a, axes):
+        flat = a.reshape(*a.shape[: a.ndim - axes], -1)
+        return flat @ np.full(flat.shape[-1], 1 / flat.shape[-1], dtype=a.dtype)
+
+    n = frames.shape[0]
+    x = frames.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+    mean = means(x, 2)
+    std = np.sqrt(np.maximum(means(x * x, 2) - mean * mean, 0))
+    quads = quarter_means_before(x).transpose(0, 2, 3, 1).reshape(n, 12)
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    value = means(np.maximum(np.maximum(r, g), b), 2)
+    sub = x[:, :, ::2, ::2]
+    r2, g2, b2 = sub[:, 0], sub[:, 1], sub[:, 2]
+    high = np.maximum(np.maximum(r2, g2), b2)
+    chroma = high - np.minimum(np.minimum(r2, g2), b2)
+    saturation = means(chroma / np.maximum(high, 1e-6), 2)
+    safe = np.maximum(chroma, 1e-6)
+    hue = np.where(
+        high == r2,
+        ((g2 - b2) / safe) % 6,
+        np.where(high == g2, (b2 - r2) / safe + 2, (r2 - g2) / safe + 4),
+    )
+    bins = np.minimum((hue * (HUE_BINS / 6)).astype(np.int64), HUE_BINS - 1)
+    index = bins.reshape(n, -1) + np.arange(n)[:, None] * HUE_BINS
+    totals = np.bincount(index.ravel(), weights=chroma.ravel(), minlength=n * HUE_BINS)
+    hue_bins = (totals.reshape(n, HUE_BINS) / chroma[0].size).astype(np.float32)
+    luma = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
+    edges = [means(np.abs(np.diff(luma, axis=axis)), 2) for axis in (2, 1)]
+    columns = np.stack([saturation, value, *edges], axis=1)
+    return np.concatenate([mean, std, quads, hue_bins, columns], axis=1), luma
+
+
+def quarter_means_before(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[-2:]
+    rows = np.zeros((2, h), dtype=a.dtype)
+    rows[0, : h // 2], rows[1, h // 2 : h // 2 * 2] = 1 / (h // 2), 1 / (h // 2)
+    cols = np.zeros((w, 2), dtype=a.dtype)
+    cols[: w // 2, 0], cols[w // 2 : w // 2 * 2, 1] = 1 / (w // 2), 1 / (w // 2)
+    return rows @ a @ cols
+
+
+def motion_statistics_before(luma: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    before = np.concatenate([luma[:1] if previous is None else previous[None], luma[:-1]])
+    diff = np.abs(luma - before)
+    flat = diff.reshape(len(diff), -1)
+    overall = flat @ np.full(flat.shape[1], 1 / flat.shape[1], dtype=np.float32)
+    return np.concatenate([overall[:, None], quarter_means_before(diff).reshape(-1, 4)], axis=1)
+
+
+def colourful_frame(t: float, height: int = 90, width: int = 160) -> np.ndarray:
+    """Moving colour gradients with noise, a flat grey band and a saturated block."""
+    rng = np.random.default_rng(int(t * 100))
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack(
+        [128 + 100 * np.sin(xx / 20 + 3 * t), 128 + 100 * np.sin(yy / 15 - 2 * t), (xx + yy) % 256],
+        axis=-1,
+    )
+    image = image + rng.normal(0, 8, image.shape)
+    image[: height // 3] = 200  # flat: the hardest case for a one-pass variance
+    image[50:70, int(40 * t) % 120 : int(40 * t) % 120 + 30] = (250, 30, 200)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def colourful_video(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("colourful")
+    return write_media(folder / "colour.mp4", 3.0, size=(160, 90), frame=colourful_frame)
+
+
+def test_frame_statistics_match_the_previous_arithmetic_within_float32_rounding(
+    media_io, colourful_video
+):
+    from delcli.features.basic import FRAME_STATS, frame_statistics, motion_statistics
+
+    frames = np.concatenate(list(media_io.frame_batches(colourful_video, BASIC.fps, size=64)))
+    frames = np.concatenate([frames, np.full_like(frames[:4], 200)])  # and whole flat frames
+    stats, luma = frame_statistics(frames)
+    before, luma_before = frame_statistics_before(frames)
+    np.testing.assert_array_equal(luma, luma_before)  # the same formula
+    hue = [i for i, name in enumerate(FRAME_STATS) if name.startswith("hue")]
+    np.testing.assert_array_equal(stats[:, hue], before[:, hue])  # the same bins, same sums
+    std = [i for i, name in enumerate(FRAME_STATS) if name.startswith("std")]
+    rest = [i for i in range(len(FRAME_STATS)) if i not in hue + std]
+    # Sums of 7296 float32 terms: both ways round to ~1e-7 relative on varied frames; the
+    # matrix products drifted by up to 1.3e-5 on a flat frame (measured), hence 5e-5,
+    # a hundredth of one grey level (1/255).
+    np.testing.assert_allclose(stats[:, rest], before[:, rest], rtol=0, atol=5e-5)
+    # The old E[x²] − mean² lost up to 2.7e-3 of a flat frame's std (≈ 0.7 grey levels)
+    # to cancellation (measured: 200-grey frames); the two-pass variance is exact to 1e-6.
+    np.testing.assert_allclose(stats[:, std], before[:, std], rtol=0, atol=4e-3)
+    x = frames.transpose(0, 3, 1, 2).astype(np.float32).astype(np.float64) / 255
+    np.testing.assert_allclose(stats[:, std], x.std(axis=(2, 3)), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        motion_statistics(luma, None), motion_statistics_before(luma, None), rtol=0, atol=5e-5
+    )
+
+
+def test_the_demo_model_finds_the_same_events_with_the_previous_arithmetic(monkeypatch):
+    from delcli.features import basic
+    from delcli.features.pipeline import extract_video, model_inputs, recipe_extractors
+    from delcli.inference.video import detect_events
+    from delcli.io import probe
+    from delcli.resources import resource_path
+    from delcli.weights import load_model
+
+    model, recipe = load_model("demo")
+    extractors = recipe_extractors(recipe)
+    video = resource_path("demo/demo.mp4")
+    info = probe(video)
+
+    def events():
+        inputs = model_inputs(extract_video(video, extractors, info), recipe)
+        grid = extractors[0].grid.time_grid()
+        found, _ = detect_events(model, recipe, *inputs, info.duration, grid)
+        return sorted(found, key=lambda e: (e.label, e.start, e.end))
+
+    now = events()
+    monkeypatch.setattr(basic, "frame_statistics", frame_statistics_before)
+    monkeypatch.setattr(basic, "motion_statistics", motion_statistics_before)
+    before = events()
+    assert [e.label for e in now] == [e.label for e in before] and len(now) > 10
+    for a, b in zip(now, before, strict=True):  # measured: 1e-6 s, 3.6e-6 in score
+        assert a.start == pytest.approx(b.start, abs=1e-4)
+        assert a.end == pytest.approx(b.end, abs=1e-4)
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+
+
 def test_a_tone_shows_in_the_mel_band_holding_its_frequency(media_io, square_and_tone):
     extractor = get_extractor("basic", BASIC)
     audio = extractor.extract(square_and_tone, media_io.probe(square_and_tone))["basic_audio"]
@@ -639,6 +771,22 @@ def test_a_clip_shorter_than_one_window_gives_one_step_from_what_there_is(media_
     visual, audio = features["basic_visual"], features["basic_audio"]
     assert visual.shape == (1, len(VISUAL_NAMES)) and audio.shape == (1, len(AUDIO_NAMES))
     assert np.isfinite(visual).all() and visual[0, VISUAL_NAMES.index("hue0.mean")] > 0
+
+
+def test_basic_audio_runs_torch_on_one_thread_and_gives_the_count_back(
+    media_io, square_and_tone, monkeypatch
+):
+    extractor = BasicExtractor(BASIC)
+    seen = []
+    monkeypatch.setattr(
+        extractor, "audio_features", lambda blocks, steps: seen.append(torch.get_num_threads())
+    )
+    torch.set_num_threads(2)  # conftest runs the tests on one
+    try:
+        extractor.audio_of(square_and_tone, 5)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_basic_audio_of_silence_is_the_log_floor_with_no_spread():

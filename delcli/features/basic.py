@@ -22,6 +22,7 @@ pooled with cumulative sums, so the cost is one pass over the frames.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -31,7 +32,7 @@ from delcli.features.base import Extractor, StreamOutput
 from delcli.features.logmel import LogMelSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from delcli.io import MediaInfo
 
@@ -59,39 +60,45 @@ AUDIO_NAMES = [
 ] + ["flux.mean", "flux.max"]
 
 
-# numpy's axis reductions are slow on these small images; sums go through matmul (BLAS).
+# Every reduction is numpy's own over contiguous memory, never a matrix product: BLAS
+# splits even these small products across its threads, which fight the decoder's and
+# the audio thread's for the cores (2-10× slower on 2 busy cores; `_means` of a batch
+# through OpenBLAS's gemv cost more than all of `frame_statistics` does now).
 
 
 def _means(a: np.ndarray, axes: int) -> np.ndarray:
-    """Mean over the last `axes` axes, as a matrix-vector product."""
+    """Mean over the last `axes` axes (pairwise summation; `a` C-contiguous, so no copy)."""
     flat = a.reshape(*a.shape[: a.ndim - axes], -1)
-    return flat @ np.full(flat.shape[-1], 1 / flat.shape[-1], dtype=a.dtype)
+    return np.add.reduce(flat, axis=-1) * np.float32(1 / flat.shape[-1])
 
 
 def _quarter_means(a: np.ndarray) -> np.ndarray:
-    """(…, H, W) → (…, 2, 2) mean of each quarter (a middle odd row/column is dropped)."""
+    """(…, H, W) → (…, 2, 2) mean of each quarter (an odd last row/column is left out):
+    column sums of the top and bottom halves, then their left and right halves."""
     h, w = a.shape[-2:]
     hh, hw = h // 2, w // 2
-    rows = np.zeros((2, h), dtype=a.dtype)
-    rows[0, :hh], rows[1, hh : 2 * hh] = 1 / hh, 1 / hh
-    cols = np.zeros((w, 2), dtype=a.dtype)
-    cols[:hw, 0], cols[hw : 2 * hw, 1] = 1 / hw, 1 / hw
-    return rows @ a @ cols
+    halves = np.stack([a[..., :hh, :].sum(-2), a[..., hh : 2 * hh, :].sum(-2)], axis=-2)
+    quarters = np.stack([halves[..., :hw].sum(-1), halves[..., hw : 2 * hw].sum(-1)], axis=-1)
+    return quarters * np.float32(1 / (hh * hw))
 
 
 def frame_statistics(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W, 3) uint8 RGB → (N, len(FRAME_STATS)) appearance, (N, H, W) luma."""
     n = frames.shape[0]
-    # Planar (N, 3, H, W) floats: every reduction below runs over contiguous memory.
-    x = frames.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+    # Planar (N, 3, H, W) floats, laid out so (order="C"): every reduction below then
+    # runs over contiguous memory.
+    x = np.multiply(frames.transpose(0, 3, 1, 2), np.float32(1 / 255), dtype=np.float32, order="C")
     mean = _means(x, 2)
-    std = np.sqrt(np.maximum(_means(x * x, 2) - mean * mean, 0))
+    # The variance about the mean (two passes): E[x²] − mean² in float32 loses ~1e-3 of
+    # the std of a flat frame to cancellation.
+    centred = x.reshape(n, 3, -1) - mean[..., None]
+    std = np.sqrt(np.einsum("ncp,ncp->nc", centred, centred) * np.float32(1 / centred.shape[-1]))
     quads = _quarter_means(x).transpose(0, 2, 3, 1).reshape(n, 12)  # quarter-major, then rgb
 
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     value = _means(np.maximum(np.maximum(r, g), b), 2)
     # Hue and saturation from every other pixel: a quarter of the work, the same statistics.
-    hue_bins, saturation = _colourfulness(x[:, :, ::2, ::2])
+    hue_bins, saturation = _colourfulness(np.ascontiguousarray(x[:, :, ::2, ::2]))
 
     luma = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
     edge_x = _means(np.abs(np.diff(luma, axis=2)), 2)
@@ -110,14 +117,20 @@ def _colourfulness(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
     high = np.maximum(np.maximum(r, g), b)
     chroma = high - np.minimum(np.minimum(r, g), b)
-    saturation = _means(chroma / np.maximum(high, 1e-6), 2)
-    safe = np.maximum(chroma, 1e-6)
-    hue = np.where(
-        high == r, ((g - b) / safe) % 6, np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4)
-    )  # in [0, 6): sextants of the colour wheel
-    bins = np.minimum((hue * (HUE_BINS / 6)).astype(np.int64), HUE_BINS - 1)
-    index = bins.reshape(n, -1) + np.arange(n)[:, None] * HUE_BINS
-    totals = np.bincount(index.ravel(), weights=chroma.ravel(), minlength=n * HUE_BINS)
+    saturation = _means(chroma / np.maximum(high, np.float32(1e-6)), 2)
+    # Hue in [0, 6) (sextants of the colour wheel): (g − b)/chroma mod 6 where red is
+    # the largest, (b − r)/chroma + 2 where green is, (r − g)/chroma + 4 where blue is.
+    # One division serves all three, and the first quotient lies in [−1, 1], where
+    # mod 6 adds 6 to a negative value: the same floats as computing each branch.
+    red, green = high == r, high == g
+    hue = np.where(red, g - b, np.where(green, b - r, r - g))
+    hue /= np.maximum(chroma, np.float32(1e-6))
+    six, zero, two, four = (np.float32(v) for v in (6, 0, 2, 4))
+    hue += np.where(red, np.where(hue < 0, six, zero), np.where(green, two, four))
+    hue *= HUE_BINS / 6
+    bins = np.minimum(hue.astype(np.intp), HUE_BINS - 1)
+    bins += np.arange(n)[:, None, None] * HUE_BINS
+    totals = np.bincount(bins.ravel(), weights=chroma.ravel(), minlength=n * HUE_BINS)
     return (totals.reshape(n, HUE_BINS) / chroma[0].size).astype(np.float32), saturation
 
 
@@ -220,11 +233,15 @@ class BasicExtractor(Extractor):
 
     def audio_of(self, path: str | Path, num_steps: int) -> np.ndarray | None:
         """`audio_features` of the file's audio track, decoded block by block (memory
-        stays flat in the track's length), or None when it has none."""
+        stays flat in the track's length), or None when it has none. Its log-mel runs
+        on one torch thread (`_one_torch_thread`)."""
         from delcli.io import audio_blocks
 
         blocks = audio_blocks(path, AUDIO_SPEC.sample_rate)
-        return None if blocks is None else self.audio_features(blocks, num_steps)
+        if blocks is None:
+            return None
+        with _one_torch_thread():
+            return self.audio_features(blocks, num_steps)
 
     def visual_features(self, path: str | Path, num_steps: int) -> np.ndarray:
         """(T, len(VISUAL_NAMES)) float32 from frames decoded at the grid's fps; the next
@@ -283,6 +300,23 @@ class BasicExtractor(Extractor):
 
 _PUSH = 1 << 18
 """Samples handed to the log-mel stream at once."""
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch on one thread in this block (this thread, and threads that first use torch
+    meanwhile; the others keep theirs). `extract` already decodes, measures frames and
+    makes the log-mel side by side; torch's intra-op threads on top of that only
+    contend for the cores: the log-mel of 300 s of audio took 1.4-1.7 CPU s on two
+    threads and 0.16-0.30 on one (2 cores busy with other work)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _LogMelStream:

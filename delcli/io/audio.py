@@ -211,9 +211,16 @@ class Placer:
         self.decoded_to = max(self.decoded_to, self.start + end / self.rate)
 
 
+RESAMPLED_FRAME = 4096
+"""Samples per frame the resampler hands out (the last of a stretch may be shorter)."""
+
+
 def av_resampler(layout: str, rate: int):
     """Planar float at `rate`, channels kept (they are averaged afterwards: FFmpeg's
-    own mono downmix adds channels at -3 dB, which can exceed 1)."""
+    own mono downmix adds channels at -3 dB, which can exceed 1), in frames of
+    `RESAMPLED_FRAME` samples: one per decoded frame (~370 samples of an AAC frame at
+    16 kHz) made the Python work per frame — an array, the channel mean, placing it —
+    cost as much as decoding and resampling together. The samples are the same."""
     import av
 
-    return av.AudioResampler(format="fltp", layout=layout, rate=rate)
+    return av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=RESAMPLED_FRAME)

@@ -273,9 +273,17 @@ def error_text(error: Exception) -> str:
 
 
 def packet_seconds(packet, origin: float) -> float | None:
-    if packet.pts is None or packet.time_base is None:
+    return timestamp_seconds(packet.pts, packet.time_base, origin)
+
+
+def timestamp_seconds(pts: int | None, time_base: Fraction | None, origin: float) -> float | None:
+    """`pts · time_base − origin` in seconds, None without a pts. `pts · num / den` in
+    integers is the correctly rounded value of the exact fraction, the same float as
+    `float(pts * time_base)`, without making a `Fraction` (Python's fractions cost more
+    per packet than the rest of the decoding loop's bookkeeping)."""
+    if pts is None or time_base is None:
         return None
-    return float(packet.pts * packet.time_base) - origin
+    return pts * time_base.numerator / time_base.denominator - origin
 
 
 def packet_duration(packet, stream) -> float:
@@ -350,6 +358,4 @@ def is_variable_frame_rate(stream) -> bool:
 
 def frame_seconds(frame: Any, origin: float) -> float | None:
     """A decoded frame's time in seconds from the start, None when it has no pts."""
-    if frame.pts is None or frame.time_base is None:
-        return None
-    return float(frame.pts * frame.time_base) - origin
+    return timestamp_seconds(frame.pts, frame.time_base, origin)

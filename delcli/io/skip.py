@@ -22,6 +22,8 @@ import math
 from collections import deque
 from collections.abc import Iterator
 
+from delcli.io.media import packet_seconds
+
 LOOKAHEAD = 32  # packets read ahead of the one being decided
 REMEMBERED = 64  # packets already decided that may still be a successor
 CODECS = frozenset({"h264", "hevc"})
@@ -40,22 +42,23 @@ class UnshownFrameSkipper:
     def packets(self, demuxed: Iterator) -> Iterator:
         """`demuxed`, in order; the decoder's `skip_frame` is set before each is handed out.
         A read error is raised after the packets read before it."""
-        ahead: deque = deque()
+        ahead: deque = deque()  # (packet, its time): each time is worked out once
         behind: deque = deque(maxlen=REMEMBERED)
         failure = None
         try:
             while True:
                 while failure is None and len(ahead) <= LOOKAHEAD:
                     try:
-                        ahead.append(next(demuxed))
+                        packet = next(demuxed)
                     except StopIteration:
                         failure = StopIteration
                     except Exception as error:  # handed on after the packets before it
                         failure = error
+                    else:
+                        ahead.append((packet, self.seconds(packet)))
                 if not ahead:
                     break
-                packet = ahead.popleft()
-                time = self.seconds(packet)
+                packet, time = ahead.popleft()
                 unshown = self.enabled and self.unshown(time, ahead, behind)
                 self.context.skip_frame = "NONREF" if unshown else "DEFAULT"
                 self.skipped += unshown
@@ -70,14 +73,12 @@ class UnshownFrameSkipper:
             raise failure
 
     def seconds(self, packet) -> float | None:
-        if packet.pts is None or packet.time_base is None:
-            return None
-        return float(packet.pts * packet.time_base) - self.origin
+        return packet_seconds(packet, self.origin)
 
     def unshown(self, time: float | None, ahead: deque, behind: deque) -> bool:
         if time is None or not behind or min(behind) >= time:
             return False  # unknown time, or possibly the first frame shown
-        later = [self.seconds(p) for p in ahead]
+        later = [t for _, t in ahead]
         later = [t for t in (*later, *behind) if t is not None and t > time + EPSILON]
         if not later:
             return False  # maybe the last frame: it is held to the end
