@@ -4,6 +4,7 @@ one level off is detected and the error names the folder to pass."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_the_folder_holding_the_named_files_is_read(tmp_path):
         tmp_path / "feats", "{video}_rgb.npy", "audio/{video}.npy", tmp_path
     )
     config = data("{video}_rgb.npy", "audio/{video}.npy", annotations)
-    assert len(FeatureDataset(config, MODEL, "test", features=tmp_path / "feats")) == 2
+    assert len(FeatureDataset(replace(config, features=tmp_path / "feats"), MODEL, "test")) == 2
 
 
 def test_a_folder_one_level_above_is_named_in_the_error(tmp_path):
@@ -57,7 +58,7 @@ def test_a_folder_one_level_above_is_named_in_the_error(tmp_path):
     (root / "videos").mkdir()
     config = data("{video}_rgb.npy", "{video}_vggish.npy", annotations)
     with pytest.raises(DataError, match=f"pass --features {root / 'av_features'} "):
-        FeatureDataset(config, MODEL, "test", features=root)
+        FeatureDataset(replace(config, features=root), MODEL, "test")
 
 
 def test_a_folder_one_level_below_is_named_in_the_error(tmp_path):
@@ -65,7 +66,7 @@ def test_a_folder_one_level_below_is_named_in_the_error(tmp_path):
     annotations = dataset_files(root, "i3d/{video}.npy", "audio/{video}.npy", tmp_path)
     config = data("i3d/{video}.npy", "audio/{video}.npy", annotations)
     with pytest.raises(DataError, match=f"pass --features {root} "):
-        FeatureDataset(config, MODEL, "test", features=root / "i3d")
+        FeatureDataset(replace(config, features=root / "i3d"), MODEL, "test")
 
 
 def test_files_missing_everywhere_keep_the_missing_files_error(tmp_path):
@@ -75,4 +76,4 @@ def test_files_missing_everywhere_keep_the_missing_files_error(tmp_path):
     (tmp_path / "empty").mkdir()
     config = data("{video}_rgb.npy", "{video}.npy", annotations)
     with pytest.raises(DataError, match="features missing or unreadable for 2 of 2 videos"):
-        FeatureDataset(config, MODEL, "test", features=tmp_path / "empty")
+        FeatureDataset(replace(config, features=tmp_path / "empty"), MODEL, "test")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,9 @@ def tiny(tmp_path):
     """Recipe, model and test dataset: five videos of 9 to 45 steps."""
     annotations = write_features(tmp_path / "features", [20, 45, 9, 32, 27])
     recipe = tiny_recipe(annotations)
-    dataset = FeatureDataset(recipe.data, recipe.model, "test", features=tmp_path / "features")
+    dataset = FeatureDataset(
+        replace(recipe.data, features=tmp_path / "features"), recipe.model, "test"
+    )
     return recipe, tiny_model(recipe), dataset
 
 
@@ -201,7 +204,9 @@ def test_predicting_leaves_a_training_model_in_training_mode(tiny):
 def test_a_class_agnostic_model_is_named_by_external_scores(tmp_path):
     annotations = write_features(tmp_path / "features", [20, 33, 14])
     recipe = tiny_recipe(annotations, num_classes=1)
-    dataset = FeatureDataset(recipe.data, recipe.model, "test", features=tmp_path / "features")
+    dataset = FeatureDataset(
+        replace(recipe.data, features=tmp_path / "features"), recipe.model, "test"
+    )
     model = tiny_model(recipe)
     with pytest.raises(ConfigError, match=r"class-agnostic .* external video-level class scores"):
         predict_dataset(model, dataset, recipe)

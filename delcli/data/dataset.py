@@ -60,8 +60,6 @@ class FeatureDataset(Dataset):
         model: ModelConfig,
         split: str,
         training: bool = False,
-        features: str | Path | None = None,
-        annotations: str | Path | None = None,
         seed: int = 0,
     ) -> None:
         self.data, self.model, self.split = data, model, split
@@ -72,11 +70,11 @@ class FeatureDataset(Dataset):
         self._streams = _used_streams(data, model)
         self._reference = "visual" if "visual" in self._streams else "audio"
         self._tolerance = max(data.window / data.stride, 1.0)
-        root = features if features is not None else data.features
+        root = data.features
         self._root = Path(root).expanduser() if root is not None else None
         self._check_root()
 
-        source = annotation_path(data, annotations)
+        source = annotation_path(data)
         everything = read_annotations(source, epic_task=epic_task(data))
         ground_truth = everything.select_split(split)
         self.classes = list(data.classes) if data.classes is not None else list(everything.classes)

@@ -23,11 +23,9 @@ from delcli.recipe import DataConfig
 from delcli.resources import resource_path
 
 
-def annotation_path(data: DataConfig, override: str | Path | None) -> Path:
-    """The annotation file: `override` (`--annotations`), `data.annotations`, else the
-    file bundled for `data.benchmark`."""
-    if override is not None:
-        return Path(override).expanduser()
+def annotation_path(data: DataConfig) -> Path:
+    """The annotation file: `data.annotations` (where `--annotations` lands, see
+    `delcli.recipe.with_data_paths`), else the file bundled for `data.benchmark`."""
     if data.annotations is not None:
         return Path(data.annotations).expanduser()
     if data.benchmark is None:
