@@ -191,18 +191,19 @@ class DELModel(nn.Module):
         cls_targets, reg_targets = assign_batch(
             points, segments, labels, config.num_classes, config.center_sample_radius
         )
+        valid = torch.cat(output.masks, dim=1)
         terms = detection_losses(
             torch.cat(output.cls_logits, dim=1),
             torch.cat(output.offsets, dim=1),
             cls_targets,
             reg_targets,
-            torch.cat(output.masks, dim=1),
+            valid,
             config.loss,
             self.normalizer,
         )
         zero = terms["cls"].new_zeros(())
         if output.unimodal:
-            terms["unimodal"] = self._unimodal_loss(output, cls_targets, reg_targets)
+            terms["unimodal"] = self._unimodal_loss(output, cls_targets, reg_targets, valid)
         if self.contrastive is not None:
             grid_mask = output.masks[0]
             in_event, token_label = token_targets(segments, labels, grid_mask, config.num_classes)
@@ -229,12 +230,15 @@ class DELModel(nn.Module):
         return terms
 
     def _unimodal_loss(
-        self, output: DELOutput, cls_targets: torch.Tensor, reg_targets: torch.Tensor
+        self,
+        output: DELOutput,
+        cls_targets: torch.Tensor,
+        reg_targets: torch.Tensor,
+        valid: torch.Tensor,
     ) -> torch.Tensor:
         """L_cls + L_reg of each modality's own heads, summed over the modalities, on the
         fused heads' targets and divided by the same positive count (not updated twice)."""
         count = self.normalizer.value.detach().clone()
-        valid = torch.cat(output.masks, dim=1)
         total = cls_targets.new_zeros(())
         for cls_logits, offsets in output.unimodal.values():
             terms = detection_losses(
