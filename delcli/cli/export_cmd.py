@@ -83,7 +83,7 @@ def _stages(fmt: str):
     import time
 
     started = time.perf_counter()
-    steps = {"onnx": 3, "pt2": 3, "safetensors": 1}[fmt]
+    steps = {"onnx": 2, "pt2": 3, "safetensors": 1}[fmt]
     done = 0
 
     def stage(text: str) -> None:

@@ -1,10 +1,12 @@
 """Write a DEL network as a file other programs run: ONNX, `.pt2`, or safetensors.
 
-- `onnx`: the network of `delcli.export.graph` (no decoding, no NMS) through the
-  torch.export-based ONNX exporter (onnxscript), opset `OPSET`, dynamic batch
-  and time axes, metadata in `metadata_props` (`delcli.export.metadata`). The file
-  is checked (`onnx.checker`) and run once with ONNX Runtime on a length the trace
-  never saw; a result off the eager network is an `ExportError`.
+- `onnx`: the network of `delcli.export.graph` (no decoding, no NMS) traced once
+  with concrete tensors (`delcli.export.onnx_trace`, opset 23, seconds), dynamic
+  batch and time axes, the padding to the time multiple in front of the graph
+  (`delcli.export.onnx_pad`), metadata in `metadata_props`
+  (`delcli.export.metadata`). The file is checked (`onnx.checker`) and run with
+  ONNX Runtime on batch sizes and lengths the trace never saw; a result off the
+  eager network is an `ExportError`.
 - `pt2`: the same graph as a `torch.export` program (`torch.export.load` runs it),
   the metadata in the extra file `del_export.json`.
 - `safetensors`: the weights with their recipe (`delcli.weights`), what `del
@@ -38,10 +40,6 @@ PARITY_TOLERANCE = 1e-3
 """Largest |ONNX Runtime − eager| accepted by the check after export, relative to the
 outputs' scale (at least 1); float32 kernels differ by about 1e-6."""
 INSTALL_HINT = "pip install 'del-av[export]'"
-OPSET = 23
-"""ONNX opset of the export: 23 has the `Attention` operator, which ONNX Runtime runs
-fused; at the exporter's default (20) attention is MatMul, Where, Softmax and IsNaN on
-the full T × T matrix, 1.3× slower for THUMOS14's 2305 tokens."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +92,9 @@ def export_model(
     if fmt == "safetensors":
         return _write_safetensors(model, recipe, path, started)
     if fmt == "onnx":
-        _require("onnx", "onnxscript", "onnxruntime")
+        _require("onnx", "onnxruntime")
+        diff = _write_onnx(model, recipe, path, check, progress)
+        return _summary(path, fmt, recipe, started, diff)
     from delcli.export.graph import export_program
 
     progress("tracing the network with torch.export")
@@ -102,14 +102,11 @@ def export_model(
         program = export_program(model)
     except Exception as error:
         raise ExportError(f"torch.export failed: {_first_line(error)}") from error
-    if fmt == "pt2":
-        if check:
-            progress("checking the program against the eager network")
-        diff = _check_pt2(program, model) if check else None
-        progress("writing")
-        _write_pt2(program, recipe, path)
-    else:
-        diff = _write_onnx(program, model, recipe, path, check, progress)
+    if check:
+        progress("checking the program against the eager network")
+    diff = _check_pt2(program, model) if check else None
+    progress("writing")
+    _write_pt2(program, recipe, path)
     return _summary(path, fmt, recipe, started, diff)
 
 
@@ -136,33 +133,18 @@ def _write_pt2(program, recipe: Recipe, path: Path) -> None:
         torch.export.save(program, temporary, extra_files=extra)
 
 
-def _write_onnx(
-    program, model: DELModel, recipe: Recipe, path: Path, check: bool, progress
-) -> float | None:
+def _write_onnx(model: DELModel, recipe: Recipe, path: Path, check: bool, progress) -> float | None:
     import onnx
-    import torch
 
-    from delcli.export.graph import OUTPUT_NAMES, input_names
     from delcli.export.metadata import export_metadata
     from delcli.export.onnx_pad import pad_time_axis
+    from delcli.export.onnx_trace import OPSET, trace_onnx
 
-    progress(f"converting to ONNX (opset {OPSET})")
+    progress(f"tracing the network to ONNX (opset {OPSET})")
     try:
-        exported = torch.onnx.export(
-            program,
-            (),
-            input_names=list(input_names(model.config)),
-            output_names=list(OUTPUT_NAMES),
-            opset_version=OPSET,
-            dynamo=True,
-            verbose=False,
-        )
+        proto = trace_onnx(model)
     except Exception as error:
         raise ExportError(f"the ONNX exporter failed: {_first_line(error)}") from error
-    proto = exported.model_proto
-    for node in proto.graph.node:  # the exporter's per-node stack traces: half the file
-        del node.metadata_props[:]
-    _name_dynamic_axes(proto)
     pad_time_axis(proto, model.config)
     for key, value in export_metadata(recipe).items():
         entry = proto.metadata_props.add()
@@ -177,32 +159,20 @@ def _write_onnx(
         return _check_onnx(temporary, model) if check else None
 
 
-def _name_dynamic_axes(proto) -> None:
-    """Name the symbolic axes of the inputs and outputs `batch`, `time` and `points`
-    (the exporter calls them s0, 16*s1, …) wherever they occur in the graph."""
-    names = {}
-    for value in proto.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        names.setdefault(dims[0].dim_param, "batch")
-        names.setdefault(dims[1].dim_param, "time")
-    for value in proto.graph.output:
-        names.setdefault(value.type.tensor_type.shape.dim[1].dim_param, "points")
-    names.pop("", None)
-    for value in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param in names:
-                dim.dim_param = names[dim.dim_param]
-
-
 # -- checks ----------------------------------------------------------------------------------
 
 
-def _check_inputs(model: DELModel) -> tuple[torch.Tensor, ...]:
-    """Two videos of one time multiple more than the trace's length, the second half padding."""
+def _check_inputs(model: DELModel) -> list[tuple[torch.Tensor, ...]]:
+    """Inputs the trace never saw (it ran on two videos of `min_steps`): two videos one
+    time multiple longer, the second half padding; and one video three multiples longer."""
     from delcli.export.graph import example_inputs, min_steps, time_multiple
 
     config = model.config
-    return example_inputs(config, 2, min_steps(config) + time_multiple(config))
+    longer = min_steps(config) + time_multiple(config)
+    return [
+        example_inputs(config, 2, longer),
+        example_inputs(config, 1, longer + 2 * time_multiple(config)),
+    ]
 
 
 def _eager(model: DELModel, inputs) -> list:
@@ -230,23 +200,28 @@ def _compare(expected: list, found: list, what: str) -> float:
 def _check_onnx(path: str, model: DELModel) -> float:
     from delcli.export.runtime import ort_session
 
-    inputs = _check_inputs(model)
     session = ort_session(path)
     names = [i.name for i in session.get_inputs()]
-    try:
-        found = session.run(None, {n: x.numpy() for n, x in zip(names, inputs, strict=True)})
-    except Exception as error:  # onnxruntime raises its own exception types
-        raise ExportError(f"ONNX Runtime cannot run the export: {_first_line(error)}") from error
-    return _compare(_eager(model, inputs), found, "ONNX Runtime's output")
+    diffs = []
+    for inputs in _check_inputs(model):
+        try:
+            found = session.run(None, {n: x.numpy() for n, x in zip(names, inputs, strict=True)})
+        except Exception as error:  # onnxruntime raises its own exception types
+            message = f"ONNX Runtime cannot run the export: {_first_line(error)}"
+            raise ExportError(message) from error
+        diffs.append(_compare(_eager(model, inputs), found, "ONNX Runtime's output"))
+    return max(diffs)
 
 
 def _check_pt2(program, model: DELModel) -> float:
     import torch
 
-    inputs = _check_inputs(model)
-    with torch.no_grad():
-        found = [t.numpy() for t in program.module()(*inputs)]
-    return _compare(_eager(model, inputs), found, "the exported program's output")
+    diffs = []
+    for inputs in _check_inputs(model):
+        with torch.no_grad():
+            found = [t.numpy() for t in program.module()(*inputs)]
+        diffs.append(_compare(_eager(model, inputs), found, "the exported program's output"))
+    return max(diffs)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -67,12 +67,21 @@ def local_attention(
     n_blocks = -(-length // r)
     tail = n_blocks * r - length
 
+    def windows(padded: torch.Tensor, dim: int) -> torch.Tensor:
+        # (…, (n_blocks + 2)·r, …) → (…, n_blocks, 3r, …): blocks n, n + 1, n + 2 side by
+        # side. Slices and a concatenation rather than `unfold`, which the TorchScript
+        # ONNX exporter cannot give a dynamic length (del export).
+        blocks = padded.unflatten(dim, (n_blocks + 2, r))
+        before = (slice(None),) * dim
+        parts = [blocks[(*before, slice(shift, shift - 2 or None))] for shift in range(3)]
+        return torch.cat(parts, dim=dim + 1)
+
     def key_blocks(t: torch.Tensor) -> torch.Tensor:
         padded = F.pad(t, (0, 0, r, r + tail))  # (B, H, (n_blocks + 2)·r, Dh)
-        return padded.unfold(2, 3 * r, r).transpose(-1, -2).transpose(1, 2)
+        return windows(padded, 2).transpose(1, 2)  # (B, nb, H, 3r, Dh)
 
     queries = F.pad(q, (0, 0, 0, tail)).view(b, h, n_blocks, r, d_head).transpose(1, 2)
-    key_valid = F.pad(mask, (r, r + tail), value=False).unfold(1, 3 * r, r)  # (B, nb, 3r)
+    key_valid = windows(F.pad(mask, (r, r + tail), value=False), 1)  # (B, nb, 3r)
     offset = torch.arange(r, device=q.device)[:, None] - torch.arange(3 * r, device=q.device)
     band = (offset + r).abs() <= r  # (r, 3r): query i = n·r + a, key j = (n − 1)·r + c
     allowed = band & key_valid.unsqueeze(2)  # (B, nb, r, 3r)
