@@ -90,6 +90,18 @@ class DELModel(nn.Module):
             else None
         )
         self.normalizer = PositiveCountNormalizer(config.loss)
+        # training only (train.activation_checkpointing): the pyramids and PAN keep only
+        # their inputs and recompute their activations in backward
+        self.activation_checkpointing = False
+
+    def _checkpointed(self, module: nn.Module, *args):
+        """`module(*args)`, under activation checkpointing when it is on and a graph is being
+        built (the RNG state is replayed, so dropout draws the same masks)."""
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
 
     def forward(
         self,
@@ -115,11 +127,13 @@ class DELModel(nn.Module):
         v = self.embed_visual(visual, mask) if self.embed_visual is not None else None
         a = self.embed_audio(audio, mask) if self.embed_audio is not None else None
         tokens = self.aac(v, a, mask)
-        v_levels = self.pyramid_visual(tokens.visual, mask) if self.pyramid_visual else None
-        a_levels = self.pyramid_audio(tokens.audio, mask) if self.pyramid_audio else None
+        run = self._checkpointed
+        v_levels = run(self.pyramid_visual, tokens.visual, mask) if self.pyramid_visual else None
+        a_levels = run(self.pyramid_audio, tokens.audio, mask) if self.pyramid_audio else None
         levels = v_levels if v_levels is not None else a_levels
         masks = [level_mask for _, level_mask in levels]
-        fused = self.pan(
+        fused = run(
+            self.pan,
             [x for x, _ in v_levels] if v_levels is not None else None,
             [x for x, _ in a_levels] if a_levels is not None else None,
             masks,

@@ -34,6 +34,7 @@ from delcli.errors import ConfigError
 from delcli.recipe import PRECISIONS, Recipe, recipe_to_dict
 from delcli.train import distributed
 from delcli.train.checkpoint import check_same_recipe, checkpoint_folder
+from delcli.train.memory import peak_memory, release_freed_memory
 from delcli.train.metrics import MetricsLog, RunningMeans
 from delcli.train.normalization import fit_input_normalization
 from delcli.train.seeding import epoch_permutation, seed_everything
@@ -157,6 +158,7 @@ class _Loop:
         from delcli.model.del_model import DELModel
 
         model = DELModel(recipe.model)
+        model.activation_checkpointing = config.activation_checkpointing
         resumed = resume and checkpoint_folder(self.run_dir) is not None
         normalization_note = None
         if not resumed:  # a resumed run restores the statistics with the weights
@@ -327,6 +329,7 @@ class _Loop:
                 "videos": len(self.validation.dataset),
             }
         )
+        release_freed_memory()  # what the training steps freed, before validation allocates
         # evaluating restores the model's mode
         report = self.validation.evaluate(state.evaluation_model, self.context)
         maps, average, results = report.maps, report.average_map, report.results
@@ -376,16 +379,3 @@ class _Loop:
             validated=self.validation is not None,
             seconds=seconds,
         )
-
-
-def peak_memory(device: torch.device) -> dict[str, float]:
-    """Peak memory of this process so far, MiB: resident set (`peak_rss_mib`) and, on
-    CUDA, the allocator's peak (`peak_cuda_mib`)."""
-    import resource
-    import sys
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    peaks = {"peak_rss_mib": round(rss / (2**20 if sys.platform == "darwin" else 2**10), 1)}
-    if device.type == "cuda":
-        peaks["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return peaks
