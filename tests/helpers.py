@@ -24,6 +24,20 @@ TINY_MODEL = {
 """A DEL small enough to build, save and load in milliseconds (a `ModelConfig` dict)."""
 
 
+def tiny_training_batch():
+    """`visual, audio, mask, segments, labels` for `TINY_MODEL`: two videos of 32 steps
+    (the second 24 valid), three events."""
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    mask = torch.arange(32)[None] < torch.tensor([32, 24])[:, None]
+    visual = torch.randn(2, 32, 12, generator=g) * mask[..., None]
+    audio = torch.randn(2, 32, 6, generator=g) * mask[..., None]
+    segments = [torch.tensor([[2.0, 9.0], [15.0, 30.0]]), torch.tensor([[4.0, 20.0]])]
+    labels = [torch.tensor([0, 2]), torch.tensor([1])]
+    return visual, audio, mask, segments, labels
+
+
 def make_ground_truth(
     events: list[tuple[str, float, float, str]],
     videos: list[str] | None = None,

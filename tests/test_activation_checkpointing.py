@@ -9,17 +9,7 @@ from delcli.model.config import ModelConfig
 from delcli.model.del_model import DELModel
 from delcli.recipe import TrainConfig
 
-from helpers import TINY_MODEL
-
-
-def _batch():
-    g = torch.Generator().manual_seed(3)
-    mask = torch.arange(32)[None] < torch.tensor([32, 24])[:, None]
-    visual = torch.randn(2, 32, 12, generator=g) * mask[..., None]
-    audio = torch.randn(2, 32, 6, generator=g) * mask[..., None]
-    segments = [torch.tensor([[2.0, 9.0], [15.0, 30.0]]), torch.tensor([[4.0, 20.0]])]
-    labels = [torch.tensor([0, 2]), torch.tensor([1])]
-    return visual, audio, mask, segments, labels
+from helpers import TINY_MODEL, tiny_training_batch
 
 
 def _step(checkpointing: bool, **model):
@@ -29,7 +19,7 @@ def _step(checkpointing: bool, **model):
     network = DELModel(ModelConfig(**{**TINY_MODEL, "dropout": 0.2, "drop_path": 0.2, **model}))
     network.activation_checkpointing = checkpointing
     network.train()
-    visual, audio, mask, segments, labels = _batch()
+    visual, audio, mask, segments, labels = tiny_training_batch()
     torch.manual_seed(1)
     saved = []
 
@@ -69,7 +59,7 @@ def test_single_modality_and_evaluation_are_unaffected():
     assert torch.allclose(terms["total"], plain["total"], rtol=1e-5, atol=1e-6)
     network = DELModel(ModelConfig(**TINY_MODEL)).eval()
     network.activation_checkpointing = True
-    visual, audio, mask, _, _ = _batch()
+    visual, audio, mask, _, _ = tiny_training_batch()
     with torch.no_grad():
         first = network(visual, audio, mask)
     network.activation_checkpointing = False

@@ -10,22 +10,12 @@ from delcli.errors import ConfigError
 from delcli.model.config import ModelConfig, validate
 from delcli.model.del_model import LOSS_TERMS, DELModel
 
-from helpers import TINY_MODEL
+from helpers import TINY_MODEL, tiny_training_batch
 
 
 def _model(**overrides) -> DELModel:
     torch.manual_seed(0)
     return DELModel(ModelConfig(**{**TINY_MODEL, **overrides}))
-
-
-def _batch():
-    g = torch.Generator().manual_seed(3)
-    mask = torch.arange(32)[None] < torch.tensor([32, 24])[:, None]
-    visual = torch.randn(2, 32, 12, generator=g) * mask[..., None]
-    audio = torch.randn(2, 32, 6, generator=g) * mask[..., None]
-    segments = [torch.tensor([[2.0, 9.0], [15.0, 30.0]]), torch.tensor([[4.0, 20.0]])]
-    labels = [torch.tensor([0, 2]), torch.tensor([1])]
-    return visual, audio, mask, segments, labels
 
 
 def test_off_by_default_and_for_a_single_modality():
@@ -38,7 +28,7 @@ def test_off_by_default_and_for_a_single_modality():
 
 def test_inference_does_not_depend_on_the_unimodal_heads():
     """Same shared weights, with and without the extra heads: identical eval outputs."""
-    visual, audio, mask, _, _ = _batch()
+    visual, audio, mask, _, _ = tiny_training_batch()
     with_heads = _model(unimodal_heads=0.5).eval()
     without = _model().eval()
     shared = {k: v for k, v in with_heads.state_dict().items() if "unimodal_heads" not in k}
@@ -52,7 +42,7 @@ def test_inference_does_not_depend_on_the_unimodal_heads():
 
 
 def test_the_loss_adds_each_modality_detection_terms_once_with_the_shared_normaliser():
-    visual, audio, mask, segments, labels = _batch()
+    visual, audio, mask, segments, labels = tiny_training_batch()
     weight = 0.5
     model = _model(unimodal_heads=weight).train()
     init = float(model.normalizer.value)

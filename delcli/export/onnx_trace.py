@@ -4,9 +4,10 @@
 (`torch.jit` tracing) and records every operator, sizes included: a size read
 from a tensor (`x.shape[1]`) becomes a `Shape` node, so the batch and time axes
 stay dynamic wherever the network computes with sizes rather than with Python
-numbers. The network is written for that (sizes as `-1` in reshapes, slices
-instead of `unfold`, no in-place writes), and every export is checked by ONNX
-Runtime on a batch size and length the trace never saw (`delcli.export.writers`).
+numbers. The network is written for that (its sizes come from tensors; the
+blocked local attention uses slices, not `unfold`, whose length the tracer
+bakes in), and every export is checked by ONNX Runtime on batch sizes and
+lengths the trace never saw (`delcli.export.writers`).
 
 Why not the torch.export-based exporter: it traces twice with symbolic sizes,
 and sympy's simplification of the ~666,000 size expressions of a pyramid of

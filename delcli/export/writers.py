@@ -175,15 +175,6 @@ def _check_inputs(model: DELModel) -> list[tuple[torch.Tensor, ...]]:
     ]
 
 
-def _eager(model: DELModel, inputs) -> list:
-    import torch
-
-    from delcli.export.graph import ExportGraph
-
-    with torch.no_grad():
-        return [t.numpy() for t in ExportGraph(model)(*inputs)]
-
-
 def _compare(expected: list, found: list, what: str) -> float:
     import numpy as np
 
@@ -202,25 +193,37 @@ def _check_onnx(path: str, model: DELModel) -> float:
 
     session = ort_session(path)
     names = [i.name for i in session.get_inputs()]
-    diffs = []
-    for inputs in _check_inputs(model):
+
+    def run(inputs) -> list:
         try:
-            found = session.run(None, {n: x.numpy() for n, x in zip(names, inputs, strict=True)})
+            return session.run(None, {n: x.numpy() for n, x in zip(names, inputs, strict=True)})
         except Exception as error:  # onnxruntime raises its own exception types
             message = f"ONNX Runtime cannot run the export: {_first_line(error)}"
             raise ExportError(message) from error
-        diffs.append(_compare(_eager(model, inputs), found, "ONNX Runtime's output"))
-    return max(diffs)
+
+    return _check_against_eager(model, run, "ONNX Runtime's output")
 
 
 def _check_pt2(program, model: DELModel) -> float:
+    module = program.module()
+    return _check_against_eager(
+        model, lambda inputs: [t.numpy() for t in module(*inputs)], "the exported program's output"
+    )
+
+
+def _check_against_eager(model: DELModel, run, what: str) -> float:
+    """Largest difference between `run(inputs)` and the eager network over `_check_inputs`;
+    an `ExportError` past the tolerance."""
     import torch
 
+    from delcli.export.graph import ExportGraph
+
+    eager = ExportGraph(model)  # one copy of the network for every check input
     diffs = []
-    for inputs in _check_inputs(model):
-        with torch.no_grad():
-            found = [t.numpy() for t in program.module()(*inputs)]
-        diffs.append(_compare(_eager(model, inputs), found, "the exported program's output"))
+    with torch.no_grad():
+        for inputs in _check_inputs(model):
+            expected = [t.numpy() for t in eager(*inputs)]
+            diffs.append(_compare(expected, run(inputs), what))
     return max(diffs)
 
 
