@@ -31,6 +31,7 @@ SETTINGS = {
     "n_levels 2": {"n_levels": 2},
     "n_levels 4": {"n_levels": 4},
     "activation checkpointing": {},  # full DEL, train.activation_checkpointing on
+    "pan at d/2": {"pan_dim": "half"},  # model.pan_dim = embed_dim / 2
 }
 PARTS = {
     "AAC": ("aac",),
@@ -60,7 +61,7 @@ def worker(job: dict) -> dict:
         window_size=window,
         embed_dim=job["dim"],
         head_dim=job["dim"],
-        **SETTINGS[job["setting"]],
+        **{k: job["dim"] // 2 if v == "half" else v for k, v in SETTINGS[job["setting"]].items()},
     )
     model = DELModel(config).to(device)
     model.activation_checkpointing = job["setting"] == "activation checkpointing"

@@ -54,6 +54,7 @@ ROWS: dict[str, list[str]] = {
     "ce + diou": ["model.loss.cls_loss=ce"],
     "focal + smooth_l1": ["model.loss.reg_loss=smooth_l1"],
     "ce + smooth_l1": ["model.loss.cls_loss=ce", "model.loss.reg_loss=smooth_l1"],
+    "pan 64": ["model.pan_dim=64"],  # the PAN at half of zoo/synth.yaml's d = 128
 }
 
 

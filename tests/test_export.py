@@ -178,8 +178,17 @@ def test_onnx_runtime_matches_eager_logits_and_detections(exported, batch, lengt
         {"n_levels": 3, "window_size": 5, "max_seq_len": 64},  # local attention on 3 levels
         {"position_encoding": True, "max_seq_len": 48},
         {"window_size": 0},  # global attention everywhere
+        {"pan_dim": 8},  # a PAN narrower than the model
     ],
-    ids=["visual-only", "audio-only", "aac-pan-off", "three-local-levels", "position", "global"],
+    ids=[
+        "visual-only",
+        "audio-only",
+        "aac-pan-off",
+        "three-local-levels",
+        "position",
+        "global",
+        "narrow-pan",
+    ],
 )
 def test_the_traced_onnx_graph_is_the_network_for_every_model_shape(variant, tmp_path):
     """The ONNX graph is traced once on two videos of `min_steps`: every model shape must

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from delcli.errors import ConfigError
 from delcli.model.config import ModelConfig
 from delcli.model.pan import (
     AdaptivePooling,
@@ -140,6 +141,34 @@ def test_parameters_follow_the_switches():
     assert groups("v", True) == {"paths", "output", "output_norm"}
     assert groups("av", False) == {"output", "output_norm"}
     assert groups("a", False) == {"output", "output_norm"}
+
+
+@pytest.mark.parametrize("modalities", ["av", "v"])
+def test_a_narrower_pan_keeps_the_output_width_and_padding_and_has_fewer_weights(modalities):
+    torch.manual_seed(0)
+    config = ModelConfig(
+        modalities=modalities, n_levels=3, embed_dim=D, n_heads=4, adapter_heads=4, pan_dim=D // 2
+    )
+    narrow = PathAggregation(config).eval()
+    masks = level_masks([16, 11], 16, 3)
+    out = run(narrow, random_levels(2, 16, 3, 1), random_levels(2, 16, 3, 2), masks)
+    assert [tuple(p.shape) for p in out] == [(2, 16 // 2**level, D) for level in range(3)]
+    assert all((p[~m] == 0).all() for p, m in zip(out, masks, strict=True))
+    assert set(narrow.narrow) == set(narrow.modalities)
+    assert narrow.paths[narrow.modalities[0]].top_down[0].reduce.out_features == D // 2
+
+    def count(model):
+        return sum(p.numel() for p in model.parameters())
+
+    full = make_model(modalities, True)
+    assert count(narrow) < 0.5 * count(full)
+
+
+def test_pan_dim_is_ignored_without_pan_and_checked_against_the_heads():
+    assert ModelConfig(pan=False, pan_dim=64, embed_dim=128).pan_width == 128
+    assert ModelConfig(pan_dim=None, embed_dim=128).pan_width == 128
+    with pytest.raises(ConfigError, match="adapter_heads=8; must divide pan_dim=36"):
+        ModelConfig(embed_dim=128, adapter_heads=8, pan_dim=36)
 
 
 def test_rejects_levels_of_a_modality_the_config_does_not_use():

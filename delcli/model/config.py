@@ -80,6 +80,9 @@ class ModelConfig:
     pan: bool = True
     adapter_heads: int = 8
     pool_tokens: int = 4
+    # width of the PAN's paths, adapters and pooling; None = embed_dim. Narrower, the
+    # pyramids enter through a linear map to it and the fused output maps back to embed_dim
+    pan_dim: int | None = None
     # heads and assignment (§5)
     head_dim: int = 512
     head_layers: int = 3
@@ -120,6 +123,11 @@ class ModelConfig:
     @property
     def uses_audio(self) -> bool:
         return self.modalities in ("av", "a")
+
+    @property
+    def pan_width(self) -> int:
+        """Channels inside the PAN (`pan_dim`, or `embed_dim` when unset or PAN is off)."""
+        return self.pan_dim if self.pan and self.pan_dim is not None else self.embed_dim
 
     @property
     def length_divisor(self) -> int:
@@ -173,6 +181,12 @@ def validate(config: ModelConfig) -> None:
             heads >= 1 and config.embed_dim % heads == 0,
             f"{key}={heads}; must divide embed_dim={config.embed_dim}",
         )
+    if config.pan_dim is not None:
+        need(config.pan_dim >= 1, f"pan_dim={config.pan_dim}; must be >= 1 (or null)")
+    need(
+        config.pan_width % config.adapter_heads == 0,
+        f"adapter_heads={config.adapter_heads}; must divide pan_dim={config.pan_width}",
+    )
     need(
         config.window_size == 0 or (config.window_size >= 3 and config.window_size % 2 == 1),
         f"window_size={config.window_size}; must be 0 (global) or an odd number >= 3",

@@ -113,7 +113,7 @@ class ModalityGuidedAdapter(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        d = config.embed_dim
+        d = config.pan_width
         self.n_heads = config.adapter_heads
         self.embed = nn.Linear(d, d)
         self.guide = nn.Linear(d, d)
@@ -148,7 +148,7 @@ class AdaptivePooling(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        d = config.embed_dim
+        d = config.pan_width
         self.pool_tokens = config.pool_tokens
         self.project = nn.ModuleList(nn.Linear(d, d) for _ in range(config.n_levels))
         self.norm = nn.LayerNorm(d)
@@ -189,7 +189,7 @@ class Fuse(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        d = config.embed_dim
+        d = config.pan_width
         self.reduce = nn.Linear(2 * d, d)
         self.refine = ResidualConvBlock(d, kernel_size=3)
 
@@ -203,7 +203,7 @@ class AggregationPaths(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        d, fuses = config.embed_dim, config.n_levels - 1
+        d, fuses = config.pan_width, config.n_levels - 1
         self.top_down = nn.ModuleList(Fuse(config) for _ in range(fuses))
         self.downsample = nn.ModuleList(
             MaskedConv1d(d, d, kernel_size=3, stride=2) for _ in range(fuses)
@@ -226,7 +226,8 @@ class PathAggregation(nn.Module):
 
     Parameters by switch: `paths.<modality>` (pan on), `adapters.<modality>` and
     `pooling.<modality>` (pan on, both modalities; `pooling.visual` enhances
-    visual with pooled audio), `output` + `output_norm` (always).
+    visual with pooled audio), `narrow.<modality>` (pan on, `pan_dim` below
+    `embed_dim`: Linear d → pan_dim on every level), `output` + `output_norm` (always).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -242,7 +243,11 @@ class PathAggregation(nn.Module):
         self.paths = per_modality(AggregationPaths, config.pan)
         self.adapters = per_modality(GuidedAdapters, cross_modal)
         self.pooling = per_modality(AdaptivePooling, cross_modal)
-        self.output = nn.Linear(len(self.modalities) * config.embed_dim, config.embed_dim)
+        d, width = config.embed_dim, config.pan_width
+        self.narrow = (
+            nn.ModuleDict({n: nn.Linear(d, width) for n in self.modalities}) if width != d else None
+        )
+        self.output = nn.Linear(len(self.modalities) * config.pan_width, config.embed_dim)
         self.output_norm = nn.LayerNorm(config.embed_dim)
 
     def forward(
@@ -271,6 +276,8 @@ class PathAggregation(nn.Module):
         if len(masks) != n_levels or any(len(x) != n_levels for x in inputs.values()):
             raise ValueError(f"expected {n_levels} levels of features and masks")
 
+        if self.narrow is not None:  # one map per modality, shared by its levels
+            inputs = {name: [self.narrow[name](x) for x in xs] for name, xs in inputs.items()}
         levels = inputs if self.paths is None else self._aggregate(inputs, masks)
         if self.pooling is not None:
             levels = {
