@@ -5,7 +5,10 @@ UnAV-100 test, THUMOS14 test): a share of detections near real events, the rest
 anywhere in the video, labels mostly right, scores rounded to 4 decimals as
 OpenTAD writes them (so ties occur). Prints one table.
 
-    python scripts/bench_eval.py [--per-video 100] [--repeats 3] [--skip-loop]
+    python scripts/bench_eval.py [--per-video 100] [--repeats 3] [--skip-loop] [--whole-process]
+
+--whole-process adds a column: `del eval --dataset … --predictions FILE` run as a
+user runs it (a new process: import, read, align, score, print), median of --repeats.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from functools import partial
@@ -76,7 +81,11 @@ def main() -> None:
     parser.add_argument("--per-video", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-loop", action="store_true", help="do not run the slow loop")
+    parser.add_argument(
+        "--whole-process", action="store_true", help="also time `del eval` as a command"
+    )
     args = parser.parse_args()
+    command = str(Path(sys.executable).with_name("del"))
 
     table = Table(title=f"mAP scorer, {args.per_video} predictions per video, one core")
     for column in (
@@ -90,6 +99,7 @@ def main() -> None:
         "loop s",
         "ratio",
         "max |ΔAP|",
+        *(["del eval s"] if args.whole_process else []),
     ):
         table.add_column(column, justify="left" if column == "ground truth" else "right")
 
@@ -101,6 +111,9 @@ def main() -> None:
             path = Path(folder) / "predictions.json"
             path.write_text(json.dumps(generate(gt, args.per_video, seed=0)))
             read_s, predictions = best_of(1, partial(read_predictions, path))
+            run = [command, "eval", "--dataset", name, "--split", split, "--predictions", str(path)]
+            whole = partial(subprocess.run, run, check=True, capture_output=True)
+            process_s = best_of(args.repeats, whole)[0] if args.whole_process else None
         aligned = align_predictions(gt, predictions)
         fast_s, fast = best_of(args.repeats, partial(detection_map, gt, aligned, tious))
         if args.skip_loop:
@@ -121,6 +134,7 @@ def main() -> None:
             loop_cell,
             ratio_cell,
             delta_cell,
+            *([f"{process_s:.2f}"] if args.whole_process else []),
         )
     Console(width=160).print(table)
 
