@@ -305,8 +305,9 @@ def test_zero_positives_give_a_finite_cls_and_a_zero_reg(cls_loss, reg_loss):
     assert torch.all(torch.isfinite(inputs[0].grad)) and torch.all(torch.isfinite(inputs[1].grad))
 
 
-def test_detection_losses_sum_over_valid_points_and_divide_by_the_normalizer():
-    config = LossConfig(normalizer_init=10.0, normalizer_momentum=0.5)
+@pytest.mark.parametrize("reg_loss", ["smooth_l1", "diou"])
+def test_detection_losses_sum_over_valid_points_and_divide_by_the_normalizer(reg_loss):
+    config = LossConfig(normalizer_init=10.0, normalizer_momentum=0.5, reg_loss=reg_loss)
     cls_logits, offsets, cls_targets, reg_targets, valid = detection_inputs(positive_points=2)
     losses = detection_losses(
         cls_logits,
@@ -319,9 +320,10 @@ def test_detection_losses_sum_over_valid_points_and_divide_by_the_normalizer():
     )
     norm = 0.5 * 10.0 + 0.5 * 2.0
     focal = sigmoid_focal_loss(cls_logits[valid], cls_targets[valid])
-    diou = ctr_diou_loss_1d(offsets[0, :2], reg_targets[0, :2])
+    regression = {"diou": ctr_diou_loss_1d, "smooth_l1": smooth_l1_offset_loss}[reg_loss]
+    reg = regression(offsets[0, :2], reg_targets[0, :2])
     assert losses["cls"].item() == pytest.approx(focal.item() / norm, rel=1e-5)
-    assert losses["reg"].item() == pytest.approx(diou.item() / norm, rel=1e-5)
+    assert losses["reg"].item() == pytest.approx(reg.item() / norm, rel=1e-5)
 
 
 def test_label_smoothing_spreads_epsilon_over_classes_plus_one():
