@@ -111,9 +111,11 @@ def main() -> None:
             path = Path(folder) / "predictions.json"
             path.write_text(json.dumps(generate(gt, args.per_video, seed=0)))
             read_s, predictions = best_of(1, partial(read_predictions, path))
-            run = [command, "eval", "--dataset", name, "--split", split, "--predictions", str(path)]
-            whole = partial(subprocess.run, run, check=True, capture_output=True)
-            process_s = best_of(args.repeats, whole)[0] if args.whole_process else None
+            process_s = None
+            if args.whole_process:
+                run = [command, "eval", "-d", name, "-s", split, "-p", str(path)]
+                whole = partial(subprocess.run, run, check=True, capture_output=True)
+                process_s = best_of(args.repeats, whole)[0]
         aligned = align_predictions(gt, predictions)
         fast_s, fast = best_of(args.repeats, partial(detection_map, gt, aligned, tious))
         if args.skip_loop:

@@ -31,7 +31,7 @@ SETTINGS = {
     "n_levels 2": {"n_levels": 2},
     "n_levels 4": {"n_levels": 4},
     "activation checkpointing": {},  # full DEL, train.activation_checkpointing on
-    "pan at d/2": {"pan_dim": "half"},  # model.pan_dim = embed_dim / 2
+    "pan at d/2": lambda dim: {"pan_dim": dim // 2},  # a setting may depend on --dim
 }
 PARTS = {
     "AAC": ("aac",),
@@ -53,6 +53,8 @@ def worker(job: dict) -> dict:
     torch.manual_seed(0)
     device = torch.device(job["device"])
     length, visual_dim, audio_dim, classes, window = GEOMETRY[job["geometry"]]
+    settings = SETTINGS[job["setting"]]
+    settings = settings(job["dim"]) if callable(settings) else settings
     config = ModelConfig(
         visual_dim=visual_dim,
         audio_dim=audio_dim,
@@ -61,7 +63,7 @@ def worker(job: dict) -> dict:
         window_size=window,
         embed_dim=job["dim"],
         head_dim=job["dim"],
-        **{k: job["dim"] // 2 if v == "half" else v for k, v in SETTINGS[job["setting"]].items()},
+        **settings,
     )
     model = DELModel(config).to(device)
     model.activation_checkpointing = job["setting"] == "activation checkpointing"

@@ -247,8 +247,8 @@ class PathAggregation(nn.Module):
         self.narrow = (
             nn.ModuleDict({n: nn.Linear(d, width) for n in self.modalities}) if width != d else None
         )
-        self.output = nn.Linear(len(self.modalities) * config.pan_width, config.embed_dim)
-        self.output_norm = nn.LayerNorm(config.embed_dim)
+        self.output = nn.Linear(len(self.modalities) * width, d)
+        self.output_norm = nn.LayerNorm(d)
 
     def forward(
         self,
