@@ -136,6 +136,32 @@ def test_gzip_and_plain_json_read_alike(tmp_path):
             '"label": "x"}]}}}',
             r"must be \[start, end\]",
         ),
+        (
+            '{"database": {"a": {"subset": "test", "annotations": [{"segment": [0, true], '
+            '"label": "x"}]}}}',
+            r"must be \[start, end\]",
+        ),
+        (
+            '{"database": {"a": {"subset": "test", "annotations": [{"segment": ["1", 2], '
+            '"label": "x"}]}}}',
+            r"must be \[start, end\]",
+        ),
+        (
+            '{"database": {"a": {"subset": "test", "annotations": [{"segment": [0, NaN], '
+            '"label": "x"}]}}}',
+            "is not finite",
+        ),
+        (
+            '{"database": {"a": {"subset": "test", "annotations": [{"segment": [0, Infinity], '
+            '"label": "x"}]}}}',
+            "is not finite",
+        ),
+        (
+            '{"database": {"a": {"subset": "test", "annotations": [{"segment": [0, 1'
+            + "0" * 400
+            + '], "label": "x"}]}}}',
+            "is not finite",
+        ),
     ],
 )
 def test_malformed_annotations_give_one_clear_error(tmp_path, content, message):
@@ -155,3 +181,14 @@ def test_epic_csv_without_a_task_asks_for_one(tmp_path):
     path.write_text("narration_id,video_id,start_timestamp,stop_timestamp,verb_class\n")
     with pytest.raises(DataError, match="epic100-verb or epic100-noun"):
         read_annotations(path)
+
+
+def test_epic_video_info_with_a_bad_duration_names_the_row(tmp_path):
+    path = tmp_path / "EPIC_100_validation.csv"
+    path.write_text(
+        "narration_id,video_id,start_timestamp,stop_timestamp,verb_class\n"
+        "P01_11_0,P01_11,00:00:00.00,00:00:01.89,3\n"
+    )
+    (tmp_path / "EPIC_100_video_info.csv").write_text("video_id,duration\nP01_11,long\n")
+    with pytest.raises(DataError, match=r"EPIC_100_video_info.csv: row 2: 'duration' must be"):
+        read_annotations(path, epic_task="verb")

@@ -67,6 +67,11 @@ def _results(entries) -> str:
         ),
         (_results([{"segment": ["x", 2], "label": "a", "score": 1}]), "non-numeric start 'x'"),
         (_results([{"segment": [1, 2], "label": None, "score": 1}]), "must be a class name"),
+        # integers beyond the float range (valid JSON) are refused, not an OverflowError
+        (_results([{"segment": [0, 10**400], "label": "a", "score": 1}]), "non-finite segment"),
+        (_results([{"segment": [-(10**400), 1], "label": "a", "score": 1}]), "non-finite"),
+        (_results([{"segment": [0, 1], "label": "a", "score": 10**400}]), "not a finite number"),
+        (_results([{"segment": [0, "x"], "label": "a", "score": 10**400}]), "non-numeric end"),
     ],
 )
 def test_bad_predictions_give_one_clear_error(tmp_path, content, message):

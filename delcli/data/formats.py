@@ -128,15 +128,31 @@ def _looks_like_bsn(entry: Any) -> bool:
     return isinstance(entry, dict) and "duration_second" in entry
 
 
+_PLAIN_NUMBERS = frozenset((int, float))  # bool is an int subclass, and refused
+
+
 def _segment(raw: Any, where: str) -> tuple[float, float]:
     """A `[start, end]` pair of finite numbers in seconds."""
+    if type(raw) is list and len(raw) == 2:  # the common case, checked cheaply
+        start, end = raw
+        if type(start) in _PLAIN_NUMBERS and type(end) in _PLAIN_NUMBERS and start <= end:
+            try:
+                start, end = float(start), float(end)
+            except OverflowError:  # an integer beyond float range: the message below
+                pass
+            else:
+                if math.isfinite(start) and math.isfinite(end):
+                    return start, end
     if (
         not isinstance(raw, list | tuple)
         or len(raw) != 2
         or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in raw)
     ):
         raise DataError(f"{where}: 'segment' must be [start, end] in seconds, got {raw!r}")
-    start, end = float(raw[0]), float(raw[1])
+    try:
+        start, end = float(raw[0]), float(raw[1])
+    except OverflowError:
+        start = end = math.inf
     if not (math.isfinite(start) and math.isfinite(end)):
         raise DataError(f"{where}: segment {raw!r} is not finite")
     if end < start:
@@ -149,7 +165,7 @@ def _duration(raw: Any, where: str) -> float:
         return math.nan
     try:
         return float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: 'duration' must be a number, got {raw!r}") from None
 
 
@@ -325,8 +341,10 @@ def read_epic_csv(path: Path, task: str | None) -> Annotations:
     info_path = _sibling(path, "EPIC_100_video_info.csv")
     durations: dict[str, float] = {}
     if info_path is not None:
-        for row in read_csv_rows(info_path, required=("video_id", "duration")):
-            durations[row["video_id"]] = float(row["duration"])
+        for number, row in enumerate(read_csv_rows(info_path, required=("video_id", "duration"))):
+            durations[row["video_id"]] = _duration(
+                row["duration"], f"{info_path}: row {number + 2}"
+            )
     subset = _epic_subset(path)
     video_index: dict[str, int] = {}
     videos: list[tuple[str, float, str]] = []

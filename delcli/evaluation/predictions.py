@@ -4,6 +4,7 @@ into flat arrays."""
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,7 @@ def _explain_entries(path: Path, video_id: str, entries: list) -> None:
 def _segment_array(segments: list, path: Path, describe: Callable[[int], str]) -> np.ndarray:
     """(M, 2) float64 from `[start, end]` lists, or an error naming the first bad one."""
     try:
-        bounds = np.array(segments, dtype=np.float64)
+        bounds = float_array(segments)
         if (bounds.ndim == 2 and bounds.shape[1] == 2) or len(segments) == 0:
             return bounds.reshape(-1, 2)
     except (TypeError, ValueError):
@@ -215,7 +216,7 @@ def _build(
     if len(video) == 0:
         raise DataError(f"{path}: holds no predictions")
     try:
-        score = np.array(scores, dtype=np.float64)
+        score = float_array(scores)
     except (TypeError, ValueError):
         row = next(r for r, value in enumerate(scores) if not _is_number(value))
         raise DataError(
@@ -269,5 +270,27 @@ def _is_number(value: object) -> bool:
     try:
         float(value)  # numbers, and numeric strings from CSV
         return True
+    except OverflowError:  # an integer beyond float range: a number, refused as non-finite
+        return True
     except (TypeError, ValueError):
         return False
+
+
+def float_array(values: list) -> np.ndarray:
+    """`np.array(values, float64)`, with integers beyond the float range (JSON allows
+    them) as ±inf — refused later as non-finite — instead of an `OverflowError`."""
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:
+        return np.array(_big_as_inf(values), dtype=np.float64)
+
+
+def _big_as_inf(value: object) -> object:
+    if isinstance(value, list | tuple):
+        return [_big_as_inf(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
