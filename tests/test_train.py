@@ -150,6 +150,42 @@ def test_decay_groups_partition_every_parameter_of_the_del_model():
     assert len(decayed["params"]) + len(plain["params"]) == len(names)
 
 
+def test_the_fused_adamw_takes_the_steps_of_the_per_tensor_one_and_its_state():
+    """The CPU optimizer is torch's fused AdamW: the default per-tensor AdamW's updates
+    to float rounding, and an optimizer state saved by the per-tensor one (a checkpoint
+    from before the switch) resumes in it."""
+    config = TrainConfig(weight_decay=0.05, lr=1e-3)
+    fused_model, plain_model = tiny_model(), tiny_model()
+    fused = make_optimizer(fused_model, config)
+    assert fused.defaults["fused"]
+    decay, no_decay = (
+        [dict(plain_model.named_parameters())[n] for n in names]
+        for names in decay_groups(plain_model)
+    )
+    plain = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=1e-3,
+    )
+
+    def take_steps(model, optimizer, steps):
+        for step in range(steps):
+            generator = torch.Generator().manual_seed(step)
+            for parameter in model.parameters():
+                parameter.grad = torch.randn(parameter.shape, generator=generator)
+            optimizer.step()
+
+    take_steps(fused_model, fused, 5)
+    take_steps(plain_model, plain, 5)
+    for a, b in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6)
+    resumed = make_optimizer(plain_model, config)
+    resumed.load_state_dict(plain.state_dict())
+    take_steps(plain_model, resumed, 1)
+    take_steps(fused_model, fused, 1)
+    for a, b in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6)
+
+
 def test_schedule_warms_up_linearly_then_anneals_to_min_lr():
     config = TrainConfig(epochs=3, warmup_epochs=2, lr=1e-3, min_lr=1e-5)
     steps_per_epoch = 5
