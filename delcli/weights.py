@@ -117,6 +117,10 @@ def load_weights(path: Path | str) -> tuple[dict[str, Tensor], Recipe, dict[str,
         raise WeightsError(f"{path}: no 'recipe' in the metadata") from None
     except json.JSONDecodeError as error:
         raise WeightsError(f"{path}: the stored recipe is not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise WeightsError(
+            f"{path}: the stored recipe is not valid JSON (nested too deeply)"
+        ) from None
     except ConfigError as error:
         raise WeightsError(f"{path}: the stored recipe does not load: {error}") from None
     return tensors, recipe, metadata

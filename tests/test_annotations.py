@@ -120,6 +120,7 @@ def test_gzip_and_plain_json_read_alike(tmp_path):
     ("content", "message"),
     [
         ("{not json", r"not valid JSON \(line 1, column 2"),
+        ('{"database": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
         ('{"something": 1}', "unrecognised annotation format"),
         ('{"database": {"a": {"duration": 3}}}', "video 'a': missing 'subset'"),
         (

@@ -72,6 +72,7 @@ def _results(entries) -> str:
         (_results([{"segment": [-(10**400), 1], "label": "a", "score": 1}]), "non-finite"),
         (_results([{"segment": [0, 1], "label": "a", "score": 10**400}]), "not a finite number"),
         (_results([{"segment": [0, "x"], "label": "a", "score": 10**400}]), "non-numeric end"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # RecursionError in json
     ],
 )
 def test_bad_predictions_give_one_clear_error(tmp_path, content, message):

@@ -64,3 +64,10 @@ def test_del_train_refuses_bad_settings_before_importing_torch(tmp_path, setting
     assert error.startswith("del: error: ") and setting.split("=")[0] in error
     assert probe == "torch not imported"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_nested_thousands_deep_is_a_config_error(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.yaml: not readable YAML"):
+        load_recipe(str(path))

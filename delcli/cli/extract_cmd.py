@@ -202,7 +202,7 @@ def parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"--option '{item}': expected NAME.KEY=VALUE, e.g. i3d.batch_size=4")
         try:
             value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = text
         options.setdefault(name, {})[option] = value
     return options

@@ -64,6 +64,8 @@ def parse_json(text: str, source: Path | str) -> Any:
         raise DataError(
             f"{source}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
         ) from None
+    except RecursionError:  # hostile input: arrays or objects nested thousands deep
+        raise DataError(f"{source}: not readable JSON (nested too deeply)") from None
 
 
 def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:

@@ -96,6 +96,8 @@ def read_metadata(entries: dict[str, str], source: str) -> ExportInfo:
         values = {key: json.loads(value) for key, value in entries.items()}
     except json.JSONDecodeError as error:
         raise WeightsError(f"{source}: unreadable del metadata ({error.msg})") from None
+    except RecursionError:
+        raise WeightsError(f"{source}: unreadable del metadata (nested too deeply)") from None
     if values["format"] != FORMAT:
         raise WeightsError(
             f"{source}: export format {values['format']!r} is not readable (expected {FORMAT})"

@@ -36,7 +36,7 @@ def marker_path(out: Path, video: str) -> Path:
 def read_marker(path: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     keys = ("files", "outputs", "length", "duration")
     if not isinstance(record, dict) or not all(k in record for k in keys):

@@ -166,7 +166,7 @@ def read_metadata(out: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RecursionError) as error:
         raise DataError(f"{path}: unreadable ({error})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: not a features.json written by 'del extract'")

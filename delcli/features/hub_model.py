@@ -198,7 +198,7 @@ def read_config(folder: Path, spec: str) -> dict[str, Any]:
     """`config.json` of a model folder as a dict (`WeightsError` if it is not JSON)."""
     try:
         config = json.loads((folder / CONFIG).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise WeightsError(f"{spec}: {CONFIG} is not readable JSON ({error})") from None
     if not isinstance(config, dict):
         raise WeightsError(f"{spec}: {CONFIG} is not a JSON object")

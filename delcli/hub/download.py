@@ -328,7 +328,7 @@ def safetensors_problem(path: Path) -> str | None:
             return f"no valid header length{kind}"
         try:
             header = json.loads(handle.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return "the header is not JSON"
     return None if isinstance(header, dict) else "the header is not a JSON object"
 
