@@ -161,14 +161,17 @@ def load_stream(paths: list[Path], expected_dim: int, dim_key: str, video: str) 
     transposed = orient([a.shape for a in arrays], paths, expected_dim, dim_key)
     arrays = [a.T if t else a for a, t in zip(arrays, transposed, strict=True)]
     length = min(a.shape[0] for a in arrays)
+    # float32 first: a float64 value beyond its range (1e300) becomes inf, refused here
+    with np.errstate(over="ignore"):
+        arrays = [a[:length].astype(np.float32, copy=False) for a in arrays]
     for array, path in zip(arrays, paths, strict=True):
         finite = np.isfinite(array)
         if not finite.all():
             raise DataError(
-                f"video '{video}': {path} holds {finite.size - finite.sum()} NaN/inf values"
+                f"video '{video}': {path} holds {finite.size - finite.sum()} NaN/inf values "
+                "(as float32)"
             )
-    stream = np.concatenate([a[:length] for a in arrays], axis=1)
-    return torch.from_numpy(np.ascontiguousarray(stream, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate(arrays, axis=1)))
 
 
 def interpolate_at(x: Tensor, positions: Tensor) -> Tensor:
