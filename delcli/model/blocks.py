@@ -58,7 +58,22 @@ class MaskedConv1d(nn.Module):
             nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = self.conv(zero_padding(x, mask).transpose(1, 2)).transpose(1, 2)
+        x = zero_padding(x, mask)
+        if torch.onnx.is_in_onnx_export():  # the plain Conv1d node for ONNX Runtime
+            y = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        else:
+            # (B, T, C) in memory is (B, C, 1, T) in channels-last layout: a 2-D
+            # convolution reads and writes it in place of the copies that Conv1d makes
+            # to and from (B, C, T), forward and backward (the same weights)
+            y = F.conv2d(
+                x.transpose(1, 2).unsqueeze(2),
+                self.conv.weight.unsqueeze(2),
+                self.conv.bias,
+                stride=(1, self.stride),
+                padding=(0, self.conv.padding[0]),
+                groups=self.conv.groups,
+            )
+            y = y.squeeze(2).transpose(1, 2)
         out_mask = downsample_mask(mask, self.stride)
         return zero_padding(y, out_mask), out_mask
 
