@@ -67,6 +67,25 @@ def _results(entries) -> str:
         ),
         (_results([{"segment": ["x", 2], "label": "a", "score": 1}]), "non-numeric start 'x'"),
         (_results([{"segment": [1, 2], "label": None, "score": 1}]), "must be a class name"),
+        (  # equal to the class id 1 as a key, but not a class id
+            _results(
+                [
+                    {"segment": [1, 2], "label": 1, "score": 1},
+                    {"segment": [1, 2], "label": True, "score": 1},
+                ]
+            ),
+            r"\[1\] label True must be a class name",
+        ),
+        (
+            _results(
+                [
+                    {"segment": [1, 2], "label": 1, "score": 1},
+                    {"segment": [1, 2], "label": 1.0, "score": 1},
+                ]
+            ),
+            r"\[1\] label 1.0 must be a class name",
+        ),
+        (_results([{"segment": [1, 2], "label": ["a"], "score": 1}]), "must be a class name"),
         # integers beyond the float range (valid JSON) are refused, not an OverflowError
         (_results([{"segment": [0, 10**400], "label": "a", "score": 1}]), "non-finite segment"),
         (_results([{"segment": [-(10**400), 1], "label": "a", "score": 1}]), "non-finite"),

@@ -235,17 +235,22 @@ def _build(
                 f"{path}: {describe(row)} has {what} "
                 f"(segment [{start:g}, {end:g}], score {score[row]:g})"
             )
-    names: dict[str | int, int] = {}
-    try:
-        label = np.array([names.setdefault(name, len(names)) for name in labels], dtype=np.int64)
-        valid = all(_is_label(name) for name in names)
+    try:  # distinct labels in order of first appearance, at C speed
+        names = {name: number for number, name in enumerate(dict.fromkeys(labels))}
     except TypeError:  # an unhashable label
-        valid = False
+        names = None
+    # by type, not by key: 1.0 and True are equal to the key 1 but are not class ids
+    valid = (
+        names is not None
+        and set(map(type, labels)) <= {str, int}
+        and all(_is_label(name) for name in names)
+    )
     if not valid:
         row = next(r for r, name in enumerate(labels) if not _is_label(name))
         raise DataError(
             f"{path}: {describe(row)} label {labels[row]!r} must be a class name or class id"
         )
+    label = np.fromiter(map(names.__getitem__, labels), dtype=np.int64, count=len(labels))
     return Predictions(
         videos=videos,
         video=video,
