@@ -120,6 +120,8 @@ def test_gzip_and_plain_json_read_alike(tmp_path):
     ("content", "message"),
     [
         ("{not json", r"not valid JSON \(line 1, column 2"),
+        ('{"database": {"a": {"subset": "test", "duration": -3}}}', "'duration' is negative"),
+        ('{"database": {"a": {"subset": "test", "duration": "x"}}}', "'duration' must be a num"),
         ('{"database": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
         ('{"something": 1}', "unrecognised annotation format"),
         ('{"database": {"a": {"duration": 3}}}', "video 'a': missing 'subset'"),
@@ -193,3 +195,9 @@ def test_epic_video_info_with_a_bad_duration_names_the_row(tmp_path):
     (tmp_path / "EPIC_100_video_info.csv").write_text("video_id,duration\nP01_11,long\n")
     with pytest.raises(DataError, match=r"EPIC_100_video_info.csv: row 2: 'duration' must be"):
         read_annotations(path, epic_task="verb")
+
+
+def test_a_zero_duration_reads_as_no_duration(tmp_path):
+    path = tmp_path / "gt.json"
+    path.write_text('{"database": {"a": {"subset": "test", "duration": 0}}}')
+    assert np.isnan(read_annotations(path).durations[0])

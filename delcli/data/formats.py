@@ -163,12 +163,17 @@ def _segment(raw: Any, where: str) -> tuple[float, float]:
 
 
 def _duration(raw: Any, where: str) -> float:
+    """Seconds; NaN (no duration: training derives it from the features) for a missing
+    or zero one; a negative or non-numeric one is a `DataError`."""
     if raw is None:
         return math.nan
     try:
-        return float(raw)
+        duration = float(raw)
     except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: 'duration' must be a number, got {raw!r}") from None
+    if duration < 0:
+        raise DataError(f"{where}: 'duration' is negative ({raw!r})")
+    return duration if duration > 0 else math.nan
 
 
 def _classes_from_ids(ids: dict[str, set[int]]) -> list[str] | None:
