@@ -97,6 +97,11 @@ def test_notes_go_to_stderr_and_data_to_stdout(capsys, small_files, tmp_path):
         (["eval", "-p", "x.json"], "give --ground-truth FILE, or --dataset NAME"),
         (["eval", "-d", "unav100", "-p", "absent.json"], "absent.json: no such file"),
         (["eval", "-d", "unav100", "-p", "x.json", "--tiou", "0.5:abc"], "--tiou '0.5:abc'"),
+        (  # ten million thresholds: refused at once, not computed for minutes
+            ["eval", "-d", "unav100", "-p", "x.json", "--tiou", "0:1:0.0000001"],
+            "gives 10,000,001 thresholds; at most 1,000",
+        ),
+        (["eval", "-d", "unav100", "-p", "x.json", "--tiou", "0.1:inf:0.1"], "at most 1,000"),
         (["eval", "-d", "unav100", "-p", "x.json", "--format", "xml"], "'xml' is not one of"),
         (["eval", "--no-such-option"], "No such option"),
     ],

@@ -105,13 +105,22 @@ def evaluation_protocol(name: str | None) -> Benchmark:
     return get_benchmark(name or "unav100")
 
 
+MAX_TIOUS = 1000  # a step typed as 1e-7 would otherwise ask for ten million thresholds
+
+
 def parse_tious(text: str) -> tuple[float, ...]:
-    """`0.5:0.95:0.05` (inclusive start:stop:step) or a comma list `0.3,0.5,0.7`."""
+    """`0.5:0.95:0.05` (inclusive start:stop:step) or a comma list `0.3,0.5,0.7`;
+    at most `MAX_TIOUS` thresholds."""
     try:
         if ":" in text:
             parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
+            if len(parts) != 3 or not parts[2] > 0 or not parts[1] >= parts[0]:
                 raise ValueError
+            count = (parts[1] - parts[0]) / parts[2] + 1
+            if count > MAX_TIOUS:
+                raise ConfigError(
+                    f"--tiou '{text}' gives {count:,.0f} thresholds; at most {MAX_TIOUS:,}"
+                )
             values = tiou_range(*parts)
         else:
             values = tuple(float(p) for p in text.split(",") if p.strip())
@@ -121,7 +130,12 @@ def parse_tious(text: str) -> tuple[float, ...]:
         ) from None
     if not values or not all(0.0 < v <= 1.0 for v in values):
         raise ConfigError(f"--tiou '{text}': thresholds must lie in (0, 1]")
-    return tuple(sorted(set(values)))
+    values = tuple(sorted(set(values)))
+    if len(values) > MAX_TIOUS:
+        raise ConfigError(
+            f"--tiou '{text}' gives {len(values):,} thresholds; at most {MAX_TIOUS:,}"
+        )
+    return values
 
 
 def format_tious(values: tuple[float, ...]) -> str:
