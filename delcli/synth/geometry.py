@@ -31,7 +31,6 @@ import numpy as np
 from delcli.synth.config import BENCHMARK_DIMS
 from delcli.synth.signal import ar1
 
-LATENT_DIMS = (64, 64, 64)  # the toy streams the benchmark geometry is made from
 VISUAL_MEAN_RATIO = 2.3  # common per-channel mean / per-channel spread (UnAV-100's I3D)
 NOISE_RANK, OFFSET_RANK = 16, 8
 AUDIO_SCALE = 28.0  # 8-bit levels per unit of the mixed audio
