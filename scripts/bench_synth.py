@@ -197,7 +197,7 @@ def main() -> None:
     columns = ["0.1", "0.5", "0.9"]
     table = Table(title=f"Synthetic benchmark ({args.data}), test split, mAP (%), "
                   f"mean ± std over seeds {args.seeds}")  # fmt: skip
-    names = ("row", *columns, "avg 0.1:0.9", *(f"{k} cls" for k in EVIDENCE), "runs",
+    names = ("row", *columns, "avg 0.1:0.9", *(f"{k} cls" for k in EVIDENCE), "avg per seed",
              "weights M", "s/epoch")  # fmt: skip
     for name in names:
         table.add_column(name, justify="left" if name == "row" else "right")
@@ -211,7 +211,8 @@ def main() -> None:
         kinds = [evidence_maps(r, args.data) for _, r in done]
         cells += [mean_std([100 * k[e] for k in kinds if e in k]) for e in EVIDENCE]
         figures = [run_figures(args.out / run_name(row, seed)) for seed, _ in done]
-        cells += [str(len(done)), f"{figures[0][0] / 1e6:.2f}",
+        cells += [" / ".join(f"{100 * r['average_map']:.1f}" for _, r in done),
+                  f"{figures[0][0] / 1e6:.2f}",
                   f"{sorted(f[1] for f in figures)[len(figures) // 2]:.0f}"]  # fmt: skip
         table.add_row(row, *cells)
     Console(width=180).print(table)
