@@ -145,6 +145,17 @@ def test_like_reproduces_the_videos_events_and_classes_of_a_real_file(tmp_path):
     assert rgb.shape == (grid_length(real.durations[0]), 64)
 
 
+@pytest.mark.parametrize("duration", ["1e308", "Infinity"])  # inf: up to the last event
+def test_like_refuses_a_video_too_long_to_imitate(tmp_path, duration):
+    path = tmp_path / "gt.json"
+    entry = f'"subset": "train", "duration": {duration}'
+    events = '"annotations": [{"segment": [0, 1e307], "label": "x"}]'
+    path.write_text('{"database": {"a": {' + entry + ", " + events + "}}}")
+    config = synth_config("tiny", like=str(path))
+    with pytest.raises(DataError, match=r"video 'a' lasts 1e\+30[78] s; --like imitates videos"):
+        write_synth_dataset(tmp_path / "like", config, probe=False)
+
+
 def test_rerun_skips_a_complete_folder_and_resumes_a_partial_one(tmp_path):
     config = synth_config("tiny", seed=2)
     write_synth_dataset(tmp_path / "d", config, probe=False)

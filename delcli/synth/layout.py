@@ -75,6 +75,9 @@ def sample_segment(rng: np.random.Generator, duration: float, count: int) -> tup
     return round(start, 2), round(min(duration, start + length), 2)
 
 
+MAX_LIKE_SECONDS = 6 * 3600.0  # beyond the longest benchmark video (EPIC-Kitchens, ~1.5 h)
+
+
 def layouts_like(path: str, max_videos: int | None) -> tuple[list[VideoLayout], list[str]]:
     """Videos, events and classes of a real annotation file (the first `max_videos`)."""
     annotations = read_annotations(path)
@@ -90,6 +93,11 @@ def layouts_like(path: str, max_videos: int | None) -> tuple[list[VideoLayout], 
         duration = float(annotations.durations[index])
         if not math.isfinite(duration):  # no duration in the file: up to the last event
             duration = float(segments[:, 1].max()) + 1.0 if len(labels) else 10.0
+        if duration > MAX_LIKE_SECONDS:
+            raise DataError(
+                f"{path}: video '{annotations.video_ids[index]}' lasts {duration:g} s; "
+                f"--like imitates videos up to {MAX_LIKE_SECONDS:g} s"
+            )
         layouts.append(
             VideoLayout(
                 annotations.video_ids[index],
