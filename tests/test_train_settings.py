@@ -37,6 +37,33 @@ def test_a_bad_training_setting_names_its_key(overrides, message):
     assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.n_levels=100", "model.n_levels=100; allowed: 1…8"),
+        ("model.embed_dim=7", "model.n_heads=4; must divide embed_dim=7"),
+        ("model.embed_dim=0", "model.embed_dim=0; must be >= 1"),
+        ("model.max_seq_len=0", "model.max_seq_len=0; must be a positive multiple of 16"),
+        ("model.max_seq_len=40", "not divisible by 16 (the stride of level 5); nearest valid: 32"),
+        ("model.window_size=4", "model.window_size=4; must be 0 (global) or an odd number >= 3"),
+        ("model.mlp_ratio=0", "model.mlp_ratio=0; must be >= 1"),
+        ("model.head_kernel=2", "model.head_kernel=2; must be an odd number >= 1"),
+        ("model.dropout=1.5", "model.dropout=1.5; must lie in [0, 1)"),
+        ("model.drop_path=nan", "model.drop_path=nan; must lie in [0, 1)"),
+        ("model.center_sample_radius=-1", "model.center_sample_radius=-1.0; must be >= 0"),
+        ("model.pre_nms_topk=0", "model.pre_nms_topk=0; must be >= 1"),
+        ("model.prior_prob=0", "model.prior_prob=0.0; must lie in (0, 1)"),
+        ("model.loss.weights=[1,1,1,1,.inf]", "five finite non-negative numbers"),
+        ("model.loss.focal_alpha=2", "model.loss.focal_alpha=2.0; must lie in [0, 1]"),
+        ("model.loss.normalizer_init=0", "model.loss.normalizer_init=0.0; must be > 0"),
+    ],
+)
+def test_a_bad_model_setting_names_its_key(override, message):
+    with pytest.raises(ConfigError) as excinfo:
+        load_recipe("demo", [override])
+    assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
 def test_every_zoo_recipe_passes_the_checks():
     from delcli.recipe import zoo_names
 

@@ -8,6 +8,7 @@ them per benchmark. Loading from YAML and dotted overrides live in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -195,6 +196,24 @@ def validate(config: ModelConfig) -> None:
         config.window_size == 0 or (config.window_size >= 3 and config.window_size % 2 == 1),
         f"window_size={config.window_size}; must be 0 (global) or an odd number >= 3",
     )
+    for key in ("embed_dim", "head_dim", "projection_dim", "mlp_ratio", "max_negatives"):
+        need(getattr(config, key) >= 1, f"{key}={getattr(config, key)}; must be >= 1")
+    need(
+        config.head_kernel >= 1 and config.head_kernel % 2 == 1,
+        f"head_kernel={config.head_kernel}; must be an odd number >= 1",
+    )
+    for key in ("dropout", "drop_path"):
+        need(0.0 <= getattr(config, key) < 1.0, f"{key}={getattr(config, key)}; must lie in [0, 1)")
+    need(
+        config.center_sample_radius >= 0.0,
+        f"center_sample_radius={config.center_sample_radius}; must be >= 0",
+    )
+    need(
+        0.0 <= config.pre_nms_thresh <= 1.0,
+        f"pre_nms_thresh={config.pre_nms_thresh}; must lie in [0, 1]",
+    )
+    need(config.pre_nms_topk >= 1, f"pre_nms_topk={config.pre_nms_topk}; must be >= 1")
+    need(config.min_duration >= 0.0, f"min_duration={config.min_duration}; must be >= 0")
     need(config.n_aac >= 0 and config.n_stem >= 0, "n_aac and n_stem must be >= 0")
     need(config.pool_tokens >= 1, f"pool_tokens={config.pool_tokens}; must be >= 1")
     need(config.head_layers >= 1, f"head_layers={config.head_layers}; must be >= 1")
@@ -206,6 +225,10 @@ def validate(config: ModelConfig) -> None:
     need(0.0 < config.prior_prob < 1.0, f"prior_prob={config.prior_prob}; must lie in (0, 1)")
     need(0.0 < config.temperature_init <= 1.0, "temperature_init must lie in (0, 1]")
     divisor = config.length_divisor
+    need(
+        config.max_seq_len >= 1,
+        f"max_seq_len={config.max_seq_len}; must be a positive multiple of {divisor}",
+    )
     if config.max_seq_len % divisor:
         below, above = nearest_valid_lengths(config.max_seq_len, divisor)
         raise ConfigError(
@@ -214,8 +237,8 @@ def validate(config: ModelConfig) -> None:
         )
     weights = config.loss.weights
     need(
-        len(weights) == 5 and all(w >= 0 for w in weights),
-        f"loss.weights={weights}; five non-negative numbers (inter, intra, score, cls, reg)",
+        len(weights) == 5 and all(0 <= w < math.inf for w in weights),
+        f"loss.weights={weights}; five finite non-negative numbers (inter, intra, score, cls, reg)",
     )
     need(
         config.loss.cls_loss in ("focal", "ce"),
@@ -228,4 +251,17 @@ def validate(config: ModelConfig) -> None:
     need(
         config.loss.reg_loss in ("diou", "smooth_l1"),
         f"loss.reg_loss={config.loss.reg_loss!r}; allowed: diou, smooth_l1",
+    )
+    loss = config.loss
+    for key, low, high in (
+        ("focal_alpha", 0.0, 1.0),
+        ("normalizer_momentum", 0.0, 1.0),
+        ("label_smoothing", 0.0, 1.0),
+    ):
+        value = getattr(loss, key)
+        need(low <= value <= high, f"loss.{key}={value}; must lie in [{low:g}, {high:g}]")
+    need(0.0 <= loss.focal_gamma < math.inf, f"loss.focal_gamma={loss.focal_gamma}; must be >= 0")
+    need(
+        0.0 < loss.normalizer_init < math.inf,
+        f"loss.normalizer_init={loss.normalizer_init}; must be > 0",
     )
