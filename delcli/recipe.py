@@ -67,6 +67,30 @@ class DataConfig:
     trunc_thresh: float = 0.5
     skip_missing: bool = False
 
+    def __post_init__(self) -> None:
+        """The time grid and cropping settings checked before any work: one line naming the
+        key."""
+
+        def need(ok: bool, key: str, allowed: str) -> None:
+            if not ok:
+                raise ConfigError(f"data.{key}={getattr(self, key)!r}; {allowed}")
+
+        need(self.fps is None or 0 < self.fps < math.inf, "fps", "must be > 0 (or null)")
+        need(0 < self.stride < math.inf, "stride", "must be > 0 (frames between steps)")
+        need(0 <= self.window < math.inf, "window", "must be >= 0 (frames per step)")
+        need(
+            self.resize_length is None or self.resize_length >= 1,
+            "resize_length",
+            "must be >= 1 (or null)",
+        )
+        need(
+            self.crop_ratio is None
+            or (len(self.crop_ratio) == 2 and 0 < self.crop_ratio[0] <= self.crop_ratio[1] <= 1),
+            "crop_ratio",
+            "must be [low, high] with 0 < low <= high <= 1 (or null)",
+        )
+        need(0 <= self.trunc_thresh <= 1, "trunc_thresh", "must lie in [0, 1]")
+
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -154,6 +178,11 @@ class InferenceConfig:
     batch_size: int = 8
     external_top_k: int = 2  # ActivityNet: classes taken from external video-level scores
     max_detections: int = 100  # kept per video after NMS (results file)
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "external_top_k", "max_detections"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"inference.{key}={getattr(self, key)}; must be >= 1")
 
 
 @dataclass

@@ -56,9 +56,17 @@ def test_a_bad_training_setting_names_its_key(overrides, message):
         ("model.loss.weights=[1,1,1,1,.inf]", "five finite non-negative numbers"),
         ("model.loss.focal_alpha=2", "model.loss.focal_alpha=2.0; must lie in [0, 1]"),
         ("model.loss.normalizer_init=0", "model.loss.normalizer_init=0.0; must be > 0"),
+        ("data.fps=0", "data.fps=0.0; must be > 0 (or null)"),
+        ("data.stride=nan", "data.stride=nan; must be > 0"),
+        ("data.window=-1", "data.window=-1.0; must be >= 0"),
+        ("data.resize_length=0", "data.resize_length=0; must be >= 1 (or null)"),
+        ("data.crop_ratio=[0.9, 1.5]", "data.crop_ratio=(0.9, 1.5); must be [low, high]"),
+        ("data.trunc_thresh=2", "data.trunc_thresh=2.0; must lie in [0, 1]"),
+        ("inference.batch_size=0", "inference.batch_size=0; must be >= 1"),
+        ("inference.max_detections=0", "inference.max_detections=0; must be >= 1"),
     ],
 )
-def test_a_bad_model_setting_names_its_key(override, message):
+def test_a_bad_model_data_or_inference_setting_names_its_key(override, message):
     with pytest.raises(ConfigError) as excinfo:
         load_recipe("demo", [override])
     assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
