@@ -213,7 +213,6 @@ def validate(config: ModelConfig) -> None:
         f"pre_nms_thresh={config.pre_nms_thresh}; must lie in [0, 1]",
     )
     need(config.pre_nms_topk >= 1, f"pre_nms_topk={config.pre_nms_topk}; must be >= 1")
-    need(config.min_duration >= 0.0, f"min_duration={config.min_duration}; must be >= 0")
     need(config.n_aac >= 0 and config.n_stem >= 0, "n_aac and n_stem must be >= 0")
     need(config.pool_tokens >= 1, f"pool_tokens={config.pool_tokens}; must be >= 1")
     need(config.head_layers >= 1, f"head_layers={config.head_layers}; must be >= 1")
