@@ -77,7 +77,7 @@ class DataConfig:
 
         need(self.fps is None or 0 < self.fps < math.inf, "fps", "must be > 0 (or null)")
         need(0 < self.stride < math.inf, "stride", "must be > 0 (frames between steps)")
-        need(0 <= self.window < math.inf, "window", "must be >= 0 (frames per step)")
+        need(0 < self.window < math.inf, "window", "must be > 0 (frames per step)")
         need(
             self.resize_length is None or self.resize_length >= 1,
             "resize_length",

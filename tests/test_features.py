@@ -151,6 +151,12 @@ def test_a_grid_needs_positive_numbers():
         FeatureGrid(25, 0, 24)
 
 
+def test_a_grid_of_more_than_a_thousand_steps_a_second_is_refused():
+    FeatureGrid(1000, 1, 1)  # the limit itself
+    with pytest.raises(ConfigError, match=r"a step every 1e-09 s .*at most 1000 steps per second"):
+        FeatureGrid(1e9, 1, 1)
+
+
 # -- the registry -----------------------------------------------------------------------
 
 

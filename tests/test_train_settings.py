@@ -58,7 +58,7 @@ def test_a_bad_training_setting_names_its_key(overrides, message):
         ("model.loss.normalizer_init=0", "model.loss.normalizer_init=0.0; must be > 0"),
         ("data.fps=0", "data.fps=0.0; must be > 0 (or null)"),
         ("data.stride=nan", "data.stride=nan; must be > 0"),
-        ("data.window=-1", "data.window=-1.0; must be >= 0"),
+        ("data.window=-1", "data.window=-1.0; must be > 0"),
         ("data.resize_length=0", "data.resize_length=0; must be >= 1 (or null)"),
         ("data.crop_ratio=[0.9, 1.5]", "data.crop_ratio=(0.9, 1.5); must be [low, high]"),
         ("data.trunc_thresh=2", "data.trunc_thresh=2.0; must lie in [0, 1]"),

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # duration·fps is computed in floating point (9.96 s · 25 = 248.99999999999997):
 # a window that ends within this many frames of the end still counts as full.
 _FRAME_TOLERANCE = 1e-6
+MIN_STEP_SECONDS = 1e-3  # a mistyped grid (fps 1e9) would otherwise ask for 1e11 steps
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ class FeatureGrid:
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"feature grid: {key} must be a positive number, got {value!r}")
+        if self.stride / self.fps < MIN_STEP_SECONDS:
+            raise ConfigError(
+                f"feature grid: a step every {self.stride / self.fps:.3g} s "
+                f"(fps {self.fps:g}, stride {self.stride:g}); at most "
+                f"{1 / MIN_STEP_SECONDS:g} steps per second"
+            )
 
     @property
     def step_seconds(self) -> float:
