@@ -236,6 +236,8 @@ def test_cli_refuses_other_settings_without_force(capsys, tmp_path):
         (["--size", "huge"], "unknown size 'huge'"),
         (["--dims", "64,64"], "--dims"),
         (["--like", "/nonexistent/ann.json"], "no such file"),
+        (["--classes", "0"], "--classes 0; must lie in 1…1000"),
+        (["--classes", "100000"], "--classes 100000; must lie in 1…1000"),  # was killed (OOM)
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line(capsys, tmp_path, args, message):

@@ -230,7 +230,9 @@ def test_cli_edge_cases_are_written(capsys, tmp_path):
     [
         (["--duration-range", "5"], "--duration-range '5'"),
         (["--duration-range", "9:3"], "need 0.5 <= MIN <= MAX"),
-        (["--size", "10x10"], "need at least 16x16"),
+        (["--size", "10x10"], "need 16x16 to 3840x3840"),
+        (["--size", "100000x100000"], "need 16x16 to 3840x3840"),  # was a MemoryError
+        (["--duration-range", "1e9:1e9"], "need 0.5 <= MIN <= MAX <= 10800"),  # ran forever
         (["--videos", "0"], "--videos 0"),
     ],
 )

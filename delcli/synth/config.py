@@ -63,6 +63,9 @@ class SynthConfig:
         return settings
 
 
+MAX_CLASSES = 1000  # the largest benchmark (EPIC-Kitchens nouns) has 300
+
+
 def synth_config(
     size: str = "default",
     seed: int = 0,
@@ -79,8 +82,8 @@ def synth_config(
         raise ConfigError(f"unknown size '{size}'; allowed: {', '.join(SIZES)}")
     if like is not None and classes is not None:
         raise ConfigError("--classes cannot be combined with --like (the file's classes are used)")
-    if classes is not None and classes < 1:
-        raise ConfigError(f"--classes {classes}; must be >= 1")
+    if classes is not None and not 1 <= classes <= MAX_CLASSES:
+        raise ConfigError(f"--classes {classes}; must lie in 1…{MAX_CLASSES}")
     if max_videos is not None and max_videos < 1:
         raise ConfigError(f"--max-videos {max_videos}; must be >= 1")
     if len(dims) != 3 or min(dims) < 1:

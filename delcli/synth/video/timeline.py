@@ -15,6 +15,10 @@ from delcli.errors import ConfigError
 GENERATOR = "del-synth-video-1"
 
 
+MAX_SECONDS = 3 * 3600.0  # per video; test videos, not films
+MAX_SIDE = 3840  # 4K UHD
+
+
 @dataclass(frozen=True)
 class VideoClass:
     name: str
@@ -58,13 +62,15 @@ class SynthVideoConfig:
     def check(self) -> SynthVideoConfig:
         if self.videos < 1:
             raise ConfigError(f"--videos {self.videos}: need at least 1")
-        if not 0.5 <= self.min_duration <= self.max_duration:
+        if not 0.5 <= self.min_duration <= self.max_duration <= MAX_SECONDS:
             raise ConfigError(
                 f"--duration-range {self.min_duration:g}:{self.max_duration:g}: "
-                "need 0.5 <= MIN <= MAX seconds"
+                f"need 0.5 <= MIN <= MAX <= {MAX_SECONDS:g} seconds"
             )
-        if min(self.width, self.height) < 16:
-            raise ConfigError(f"--size {self.width}x{self.height}: need at least 16x16")
+        if min(self.width, self.height) < 16 or max(self.width, self.height) > MAX_SIDE:
+            raise ConfigError(
+                f"--size {self.width}x{self.height}: need 16x16 to {MAX_SIDE}x{MAX_SIDE}"
+            )
         if not 1 <= self.fps <= 120:
             raise ConfigError(f"--fps {self.fps:g}: need 1 to 120")
         return self
