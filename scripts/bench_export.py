@@ -23,11 +23,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fresh_process import run_worker  # scripts/fresh_process.py
 
 
 def build(name: str):
@@ -120,16 +120,7 @@ CUDA_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 def run_job(job: dict) -> dict:
     """`job` in a fresh process with `threads` threads for torch, OpenMP and ONNX Runtime."""
     env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"])}
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"worker failed for {job}:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, job, str(job), env)
 
 
 COLUMNS = {

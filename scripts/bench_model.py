@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
+
+from fresh_process import run_worker  # scripts/fresh_process.py
 
 GEOMETRY = {  # name: (T, visual dim, audio dim, classes, window)
     "unav100": (224, 2048, 128, 100, 9),
@@ -142,18 +142,6 @@ def worker(job: dict) -> dict:
     }
 
 
-def run_job(job: dict) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"worker failed for {job}:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -204,8 +192,8 @@ def main() -> None:
             "repeats": args.repeats,
             "threads": args.threads,
         }
-        forward = run_job({**job, "mode": "forward"})
-        train = run_job({**job, "mode": "train"})
+        forward = run_worker(__file__, {**job, "mode": "forward"}, str(job))
+        train = run_worker(__file__, {**job, "mode": "train"}, str(job))
         shares = [f"{100 * forward['shares'][p]:.0f}" for p in PARTS]
         table.add_row(
             geometry,

@@ -24,11 +24,11 @@ import argparse
 import contextlib
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fresh_process import run_worker  # scripts/fresh_process.py
 
 ROWS: dict[str, list[str]] = {
     "default": [],
@@ -110,18 +110,6 @@ def worker(job: dict) -> dict:
     }
 
 
-def run_job(job: dict) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(job)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"worker failed for {job['row']}:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="a folder of `del data synth` (required)")
@@ -162,7 +150,7 @@ def main() -> None:
                 "steps": args.steps,
                 "skip": args.skip,
             }
-            results[row].append(run_job(job))
+            results[row].append(run_worker(__file__, job, row))
 
     title = (
         f"del train loop: {args.recipe} {' '.join(overrides)}, {args.threads} thread(s), "
