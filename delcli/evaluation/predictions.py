@@ -154,7 +154,7 @@ def _explain_entries(path: Path, video_id: str, entries: list) -> None:
 def _segment_array(segments: list, path: Path, describe: Callable[[int], str]) -> np.ndarray:
     """(M, 2) float64 from `[start, end]` lists, or an error naming the first bad one."""
     try:
-        bounds = float_array(segments)
+        bounds = _float_array(segments)
         if (bounds.ndim == 2 and bounds.shape[1] == 2) or len(segments) == 0:
             return bounds.reshape(-1, 2)
     except (TypeError, ValueError):
@@ -216,7 +216,7 @@ def _build(
     if len(video) == 0:
         raise DataError(f"{path}: holds no predictions")
     try:
-        score = float_array(scores)
+        score = _float_array(scores)
     except (TypeError, ValueError):
         row = next(r for r, value in enumerate(scores) if not _is_number(value))
         raise DataError(
@@ -281,7 +281,7 @@ def _is_number(value: object) -> bool:
         return False
 
 
-def float_array(values: list) -> np.ndarray:
+def _float_array(values: list) -> np.ndarray:
     """`np.array(values, float64)`, with integers beyond the float range (JSON allows
     them) as ±inf — refused later as non-finite — instead of an `OverflowError`."""
     try:
